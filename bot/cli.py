@@ -1,0 +1,132 @@
+"""``python -m bot``: chat in the terminal, run the platform adapters, manage budgets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.settings import Settings, SettingsError, load_settings
+from bot.wiring import open_app
+from core.budget import format_report
+from core.money import format_usd, parse_usd
+from core.parts import Scope
+
+log = logging.getLogger("bot")
+
+
+class UsageError(Exception):
+    """A problem the operator can fix; printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="A Discord and Slack bot that draws images, writes songs and streams research.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="chat with the bot in this terminal (or from a pipe)")
+    chat.add_argument(
+        "--out", type=Path, default=Path("out"), help="folder for images and songs (default ./out)"
+    )
+    chat.set_defaults(handler=cmd_chat)
+
+    run = commands.add_parser("run", help="start the platform adapters whose credentials are set")
+    run.set_defaults(handler=cmd_run)
+
+    budget = commands.add_parser("budget", help="show or change a scope's monthly budget")
+    actions = budget.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="show a scope's budget (default console:local)")
+    show.add_argument("scope", nargs="?", default="console:local", help="e.g. discord:123 or slack:T0123")
+    show.set_defaults(handler=cmd_budget_show)
+    set_ = actions.add_parser("set", help="set a scope's monthly limit in dollars")
+    set_.add_argument("scope")
+    set_.add_argument("amount", help="dollars, e.g. 25 or 12.50")
+    set_.set_defaults(handler=cmd_budget_set)
+    reset = actions.add_parser("reset", help="restore a scope's default limit")
+    reset.add_argument("scope")
+    reset.set_defaults(handler=cmd_budget_reset)
+    return parser
+
+
+def configure_logging(settings: Settings, *, quiet: bool = False) -> None:
+    level = max(logging.WARNING, logging.getLevelName(settings.log_level)) if quiet else settings.log_level
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+async def cmd_chat(settings: Settings, args: argparse.Namespace) -> None:
+    from adapters.console import run_console
+
+    async with open_app(settings) as app:
+        services = ", ".join(
+            f"{name} {text.split(' ')[0]}" for name, text in app.providers.descriptions.items()
+        )
+        print(f"[providers: {services}]", file=sys.stderr)
+        await run_console(app.engine, media_dir=args.out)
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    services: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if not services:
+        raise UsageError(
+            "Nothing to run: no platform credentials are set.\n"
+            "  Discord: set DISCORD_TOKEN.\n"
+            "  Slack:   set SLACK_BOT_TOKEN, and SLACK_APP_TOKEN (Socket Mode)"
+            " or SLACK_SIGNING_SECRET (HTTP mode).\n"
+            "To try the bot without a platform, run: python -m bot chat"
+        )
+
+
+def _scope(text: str) -> Scope:
+    try:
+        return Scope.parse(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+async def cmd_budget_show(settings: Settings, args: argparse.Namespace) -> None:
+    async with open_app(settings) as app:
+        print(format_report(await app.ledger.report(_scope(args.scope))))
+
+
+async def cmd_budget_set(settings: Settings, args: argparse.Namespace) -> None:
+    scope = _scope(args.scope)
+    try:
+        limit = parse_usd(args.amount)
+    except ValueError as error:
+        raise UsageError(f"Can't set the limit: {error}") from None
+    async with open_app(settings) as app:
+        await app.ledger.set_limit(scope, limit, by="cli")
+        print(f"{scope}: monthly limit set to {format_usd(limit)}.")
+
+
+async def cmd_budget_reset(settings: Settings, args: argparse.Namespace) -> None:
+    async with open_app(settings) as app:
+        await app.ledger.reset_limit(_scope(args.scope))
+        print(f"{args.scope}: limit reset to the default, {format_usd(app.ledger.default_limit)}.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    configure_logging(settings, quiet=args.command != "run")
+    try:
+        asyncio.run(args.handler(settings, args))
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nStopped.", file=sys.stderr)
+        return 130
+    return 0

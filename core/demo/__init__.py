@@ -1,0 +1,7 @@
+"""Offline demo generators: real PNGs, real WAVs and streamed markdown, with no keys and no network."""
+
+from core.demo.image import DemoImageGenerator
+from core.demo.song import DemoSongGenerator
+from core.demo.text import DemoChatGenerator, DemoResearchGenerator
+
+__all__ = ["DemoChatGenerator", "DemoImageGenerator", "DemoResearchGenerator", "DemoSongGenerator"]

@@ -1,0 +1,103 @@
+"""Demo research papers and chat answers, written locally and streamed a few words at a time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+
+from core.clock import Clock, SystemClock
+from core.parts import GeneratorPart, Intent, Request, TextDelta
+
+DEMO_NOTE = "_Demo output, written offline: set `OPENAI_API_KEY` for real answers._"
+
+
+def research_paper(topic: str) -> str:
+    """A structured paper skeleton about ``topic``: title, abstract, sections, references."""
+    subject = topic.strip().rstrip(".?!") or "the topic"
+    title = subject[:1].upper() + subject[1:]
+    sections = [
+        (
+            "Introduction",
+            f"This paper surveys {subject}: where it came from, how it works, and why it "
+            "matters. It is organised from first principles to open questions.",
+        ),
+        (
+            "Background",
+            f"Any account of {subject} starts with the problems people were trying to solve, "
+            "the tools they had, and the constraints that shaped their choices.",
+        ),
+        (
+            "Key developments",
+            "\n".join(
+                f"{n}. **Stage {n}.** A step that changed what was possible, and the evidence that it did."
+                for n in range(1, 4)
+            ),
+        ),
+        (
+            "Discussion",
+            f"The record on {subject} is uneven: some claims are well documented, others rest "
+            "on a handful of sources. A careful reader weighs both.",
+        ),
+        (
+            "Conclusion",
+            f"{title} shows how ideas become practice. Further work should test the "
+            "open questions above against primary sources.",
+        ),
+    ]
+    body = "\n\n".join(f"## {name}\n\n{text}" for name, text in sections)
+    references = "\n".join(
+        f"{n}. Demo Author {n}. *A source on {subject}*. Demo Press, {2000 + n}." for n in range(1, 4)
+    )
+    return (
+        f"# {title}: a short research paper\n\n{DEMO_NOTE}\n\n**Abstract.** An overview of "
+        f"{subject}, in five sections.\n\n{body}\n\n## References\n\n{references}\n"
+    )
+
+
+def chat_answer(text: str) -> str:
+    return (
+        f"You said: “{text.strip()}”.\n\nI'm running on offline demo providers, so I can't really "
+        "think about it, but everything else works: try `/imagine a red fox`, `/song a sea shanty`, "
+        f"`/research the transistor` or `/budget`.\n\n{DEMO_NOTE}"
+    )
+
+
+def chunks(text: str) -> Iterator[str]:
+    """Word-sized pieces, whitespace attached, the way an LLM streams tokens."""
+    yield from re.findall(r"\S+\s*|\s+", text)
+
+
+class _DemoText:
+    intent: Intent
+    demo = True
+
+    def __init__(self, *, cost: int, delay_s: float = 0.03, clock: Clock | None = None) -> None:
+        self._cost = cost
+        self._delay_s = delay_s
+        self._clock = clock or SystemClock()
+
+    def estimate(self, prompt: str) -> int:
+        return self._cost
+
+    def write(self, prompt: str) -> str:
+        raise NotImplementedError
+
+    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        for piece in chunks(self.write(prompt)):
+            yield TextDelta(piece)
+            if self._delay_s:
+                await self._clock.sleep(self._delay_s)
+
+
+class DemoResearchGenerator(_DemoText):
+    intent = Intent.RESEARCH
+
+    def write(self, prompt: str) -> str:
+        return research_paper(prompt)
+
+
+class DemoChatGenerator(_DemoText):
+    intent = Intent.CHAT
+
+    def write(self, prompt: str) -> str:
+        return chat_answer(prompt)

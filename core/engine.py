@@ -1,0 +1,151 @@
+"""``Engine.handle``: route a request, reserve its budget, run the generator, settle or refund."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+from core.commands import MAX_PROMPT_CHARS, usage_hint
+from core.errors import GenerationError, ModerationError
+from core.generator import Generator
+from core.ledger import Hold, Ledger, Refusal
+from core.money import format_usd
+from core.parts import Failure, Intent, Part, Request, Usage
+from core.router import Classifier, Route, route_by_rules
+
+log = logging.getLogger(__name__)
+
+ROUTER_SERVICE = "router"
+
+_WHAT: dict[Intent, str] = {
+    Intent.IMAGE: "an image",
+    Intent.SONG: "a song",
+    Intent.RESEARCH: "a research paper",
+    Intent.CHAT: "a chat answer",
+}
+
+
+class Engine:
+    """The platform-neutral heart of the bot. Adapters call ``handle`` and render its parts."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        generators: Mapping[Intent, Generator],
+        classifier: Classifier | None = None,
+    ) -> None:
+        missing = set(Intent) - set(generators)
+        if missing:
+            raise ValueError(f"no generator for {sorted(missing)}")
+        self.ledger = ledger
+        self.generators = dict(generators)
+        self.classifier = classifier
+
+    async def handle(self, request: Request) -> AsyncIterator[Part]:
+        """Stream the answer to ``request``. Never raises (except cancellation): every problem
+        becomes a ``Failure`` part, and whatever was reserved and not spent is refunded."""
+        try:
+            async for part in self._handle(request):
+                yield part
+        except Exception:
+            log.exception("request %s failed unexpectedly", request.id)
+            yield Failure(f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.")
+
+    async def _handle(self, request: Request) -> AsyncIterator[Part]:
+        text = request.text.strip()
+        if not text:
+            yield Failure(usage_hint(request.intent))
+            return
+        if len(text) > MAX_PROMPT_CHARS:
+            yield Failure(
+                f"That prompt is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}. "
+                "Please shorten it. Nothing was charged."
+            )
+            return
+        route = await self._route(request, text)
+        if isinstance(route, Failure):
+            yield route
+            return
+        generator = self.generators[route.intent]
+        reservation = await self.ledger.reserve(
+            request.scope,
+            generator.estimate(route.prompt),
+            user=request.user,
+            service=route.intent.value,
+            prompt=route.prompt,
+            request_id=request.id,
+            demo=generator.demo,
+        )
+        if isinstance(reservation, Refusal):
+            yield Failure(budget_refusal(reservation, route.intent))
+            return
+        async for part in self._run(generator, route, request, reservation):
+            yield part
+
+    async def _run(
+        self, generator: Generator, route: Route, request: Request, hold: Hold
+    ) -> AsyncIterator[Part]:
+        actual: int | None = None
+        try:
+            async for part in generator.generate(route.prompt, request):
+                if isinstance(part, Usage):
+                    actual = (actual or 0) + part.cost
+                else:
+                    yield part
+        except GenerationError as error:
+            if error.charge:
+                await self.ledger.settle(hold, actual if actual is not None else hold.amount)
+                suffix = ""
+            else:
+                kind = "moderated" if isinstance(error, ModerationError) else "failed"
+                await self.ledger.refund(hold, note=f"{kind}: {error}"[:500])
+                suffix = " Nothing was charged."
+            log.warning("request %s (%s) failed: %s", request.id, route.intent.value, error)
+            yield Failure(error.user_message + suffix)
+            return
+        except BaseException as error:
+            # Crashes, cancellation and an adapter closing the stream early all refund.
+            await self.ledger.refund(hold, note=f"interrupted: {error!r}"[:500])
+            raise
+        await self.ledger.settle(hold, actual if actual is not None else hold.amount)
+
+    async def _route(self, request: Request, text: str) -> Route | Failure:
+        if request.intent is not None:
+            return Route(request.intent, text, "command")
+        ruled = route_by_rules(text)
+        if ruled is not None:
+            return ruled
+        if self.classifier is None:
+            return Route(Intent.CHAT, text, "fallback")
+        classifier = self.classifier
+        reservation = await self.ledger.reserve(
+            request.scope,
+            classifier.estimate(text),
+            user=request.user,
+            service=ROUTER_SERVICE,
+            prompt=text,
+            request_id=request.id,
+            demo=classifier.demo,
+        )
+        if isinstance(reservation, Refusal):
+            return Failure(budget_refusal(reservation, None))
+        try:
+            answer = await classifier.classify(text)
+        except Exception as error:
+            await self.ledger.refund(reservation, note=f"classifier failed: {error!r}"[:500])
+            log.warning("request %s: classifier failed (%r); answering as chat", request.id, error)
+            return Route(Intent.CHAT, text, "fallback")
+        await self.ledger.settle(reservation, answer.cost)
+        return Route(answer.intent, answer.prompt.strip() or text, "classifier")
+
+
+def budget_refusal(refusal: Refusal, intent: Intent | None) -> str:
+    """Tell the person what the budget has left, what the work costs, and when it resets."""
+    report = refusal.report
+    what = _WHAT[intent] if intent else "working out what you asked for"
+    return (
+        f"The budget here can't cover {what} ({format_usd(refusal.needed)}): "
+        f"{format_usd(report.remaining)} of {format_usd(report.limit)} is left this month. "
+        f"It resets on {report.resets_on.isoformat()} (UTC). Nothing was charged."
+    )

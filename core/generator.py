@@ -1,0 +1,29 @@
+"""The one protocol every generator (demo or real, image, song or text) implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from core.parts import GeneratorPart, Intent, Request
+
+
+class Generator(Protocol):
+    """Turns a cleaned prompt into parts.
+
+    ``estimate`` is what the engine reserves before ``generate`` runs. A generator that knows its
+    real cost (tokens used) yields ``Usage``; otherwise the estimate is charged on success. Failures
+    are raised as ``core.errors.GenerationError`` so the engine can refund and explain.
+    """
+
+    intent: Intent
+    demo: bool
+    """True for offline demo generators; their ledger rows are marked as demo."""
+
+    def estimate(self, prompt: str) -> int:
+        """Micro-dollars to reserve for this prompt: the worst case the generator can spend."""
+        ...
+
+    def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        """Stream the result. Long jobs yield ``Status`` while they wait."""
+        ...

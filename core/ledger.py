@@ -1,0 +1,395 @@
+"""The budget ledger: per-scope monthly limits in SQLite, reserved atomically, settled or refunded.
+
+Invariant: for every (scope, period), ``used + held <= limit`` at the moment of each reservation.
+One conditional UPDATE enforces it, so concurrent reservations (even from other processes sharing
+the database file) can never overspend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from core.parts import Scope
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: limits, monthly periods, transactions log.
+    """
+    CREATE TABLE limits (
+        scope        TEXT PRIMARY KEY,
+        limit_micros INTEGER NOT NULL CHECK (limit_micros >= 0),
+        updated_at   TEXT NOT NULL,
+        updated_by   TEXT NOT NULL
+    );
+    CREATE TABLE periods (
+        scope  TEXT NOT NULL,
+        period TEXT NOT NULL,
+        used   INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
+        held   INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
+        PRIMARY KEY (scope, period)
+    );
+    CREATE TABLE transactions (
+        id         INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        settled_at TEXT,
+        scope      TEXT NOT NULL,
+        period     TEXT NOT NULL,
+        user       TEXT NOT NULL,
+        service    TEXT NOT NULL,
+        prompt     TEXT NOT NULL,
+        reserved   INTEGER NOT NULL,
+        charged    INTEGER NOT NULL DEFAULT 0,
+        status     TEXT NOT NULL
+                   CHECK (status IN ('held', 'charged', 'refunded', 'orphaned')),
+        request_id TEXT NOT NULL,
+        demo       INTEGER NOT NULL DEFAULT 0,
+        note       TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX transactions_by_scope ON transactions (scope, period, id);
+    CREATE INDEX transactions_held ON transactions (status) WHERE status = 'held';
+    """,
+)
+
+PROMPT_LOG_CHARS = 500
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def period_of(moment: datetime) -> str:
+    """The budget period a moment falls in: its calendar month in UTC, as ``YYYY-MM``."""
+    return moment.astimezone(UTC).strftime("%Y-%m")
+
+
+def period_end(period: str) -> date:
+    """The first day of the month after ``period``: when its budget resets."""
+    year, month = (int(part) for part in period.split("-"))
+    return date(year + month // 12, month % 12 + 1, 1)
+
+
+def sqlite_path(database_url: str) -> Path | str:
+    """``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``sqlite://:memory:`` → a path for sqlite3."""
+    prefix = "sqlite://"
+    if not database_url.startswith(prefix):
+        raise ValueError("only sqlite:// URLs are supported, e.g. sqlite:///data/bot.db")
+    rest = database_url[len(prefix) :]
+    if rest in ("", "/:memory:", ":memory:"):
+        return ":memory:"
+    return Path(rest[1:] if rest.startswith("/") else rest)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Money set aside for one piece of work until it is settled or refunded."""
+
+    transaction_id: int
+    scope: Scope
+    period: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transaction:
+    id: int
+    created_at: datetime
+    user: str
+    service: str
+    prompt: str
+    reserved: int
+    charged: int
+    status: str
+    request_id: str
+    demo: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetReport:
+    """A scope's budget for the current period, as shown by ``/budget``."""
+
+    scope: Scope
+    period: str
+    limit: int
+    limit_is_default: bool
+    used: int
+    held: int
+    resets_on: date
+    by_service: dict[str, int]
+    recent: list[Transaction]
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used - self.held)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A reservation that did not fit; carries the report so the user can be told what remains."""
+
+    needed: int
+    report: BudgetReport
+
+
+class Ledger:
+    """Async SQLite ledger. Open with ``await Ledger.open(url, default_limit=...)``."""
+
+    def __init__(self, db: aiosqlite.Connection, *, default_limit: int, clock: Clock = utc_now) -> None:
+        self._db = db
+        self._default_limit = default_limit
+        self._clock = clock
+        # One connection carries one transaction at a time; the lock keeps coroutines from
+        # interleaving statements inside each other's BEGIN ... COMMIT.
+        self._lock = asyncio.Lock()
+        self._known_periods: set[tuple[str, str]] = set()
+
+    @classmethod
+    async def open(cls, database_url: str, *, default_limit: int, clock: Clock = utc_now) -> Ledger:
+        path = sqlite_path(database_url)
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            ledger = cls(db, default_limit=default_limit, clock=clock)
+            await ledger._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return ledger
+
+    @property
+    def default_limit(self) -> int:
+        return self._default_limit
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """The shared connection, for other stores that keep tables in the same database."""
+        return self._db
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error), one at a time."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            async with self.transaction() as db:
+                for statement in _statements(script):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+            log.info("database migrated to schema version %d", number)
+
+    # --- reservations -----------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        scope: Scope,
+        amount: int,
+        *,
+        user: str,
+        service: str,
+        prompt: str,
+        request_id: str,
+        demo: bool = False,
+    ) -> Hold | Refusal:
+        """Hold ``amount`` micro-dollars if it fits under the limit; otherwise say what remains."""
+        if amount < 0:
+            raise ValueError("amount must not be negative")
+        now = self._clock()
+        period = period_of(now)
+        key = str(scope)
+        async with self.transaction() as db:
+            if (key, period) not in self._known_periods:
+                await db.execute("INSERT OR IGNORE INTO periods (scope, period) VALUES (?, ?)", (key, period))
+            cursor = await db.execute(
+                """
+                UPDATE periods SET held = held + :amount
+                WHERE scope = :scope AND period = :period
+                  AND used + held + :amount <= COALESCE(
+                      (SELECT limit_micros FROM limits WHERE scope = :scope), :default_limit)
+                """,
+                {"amount": amount, "scope": key, "period": period, "default_limit": self._default_limit},
+            )
+            fits = cursor.rowcount == 1
+            transaction_id = 0
+            if fits:
+                cursor = await db.execute(
+                    """
+                    INSERT INTO transactions (created_at, scope, period, user, service, prompt,
+                                              reserved, status, request_id, demo)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, 'held', ?, ?)
+                    """,
+                    (
+                        now.isoformat(),
+                        key,
+                        period,
+                        user,
+                        service,
+                        prompt[:PROMPT_LOG_CHARS],
+                        amount,
+                        request_id,
+                        int(demo),
+                    ),
+                )
+                transaction_id = cursor.lastrowid or 0
+        self._known_periods.add((key, period))
+        if fits:
+            return Hold(transaction_id, scope, period, amount)
+        return Refusal(amount, await self.report(scope))
+
+    async def settle(self, hold: Hold, charged: int) -> None:
+        """Charge ``charged`` for the held work and release the hold."""
+        if charged < 0:
+            raise ValueError("charged must not be negative")
+        if charged > hold.amount:
+            log.warning(
+                "charge %d exceeds its reservation %d (transaction %d)",
+                charged,
+                hold.amount,
+                hold.transaction_id,
+            )
+        await self._close(hold, status="charged", charged=charged, note="")
+
+    async def refund(self, hold: Hold, *, note: str = "") -> None:
+        """Release the hold without charging: failure, cancellation or moderation."""
+        await self._close(hold, status="refunded", charged=0, note=note)
+
+    async def _close(self, hold: Hold, *, status: str, charged: int, note: str) -> None:
+        async with self.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE transactions SET status = ?, charged = ?, settled_at = ?, note = ? "
+                "WHERE id = ? AND status = 'held'",
+                (status, charged, self._clock().isoformat(), note, hold.transaction_id),
+            )
+            if cursor.rowcount != 1:
+                log.warning("transaction %d was already closed", hold.transaction_id)
+                return
+            await db.execute(
+                "UPDATE periods SET held = held - ?, used = used + ? WHERE scope = ? AND period = ?",
+                (hold.amount, charged, str(hold.scope), hold.period),
+            )
+
+    async def sweep_orphans(self) -> int:
+        """Release every hold left by a process that died mid-work. Run once at start-up."""
+        async with self.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE transactions SET status = 'orphaned', settled_at = ?, "
+                "note = 'released at start-up' WHERE status = 'held'",
+                (self._clock().isoformat(),),
+            )
+            swept = cursor.rowcount
+            await db.execute(
+                """
+                UPDATE periods SET held = (
+                    SELECT COALESCE(SUM(reserved), 0) FROM transactions t
+                    WHERE t.scope = periods.scope AND t.period = periods.period AND t.status = 'held')
+                """
+            )
+        if swept:
+            log.warning("released %d orphaned budget holds", swept)
+        return swept
+
+    # --- limits and reports -----------------------------------------------------------------
+
+    async def set_limit(self, scope: Scope, limit: int, *, by: str) -> None:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        async with self.transaction() as db:
+            await db.execute(
+                """
+                INSERT INTO limits (scope, limit_micros, updated_at, updated_by) VALUES (?, ?, ?, ?)
+                ON CONFLICT (scope) DO UPDATE SET limit_micros = excluded.limit_micros,
+                    updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                """,
+                (str(scope), limit, self._clock().isoformat(), by),
+            )
+
+    async def reset_limit(self, scope: Scope) -> None:
+        """Drop the scope's override so the default limit applies again."""
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM limits WHERE scope = ?", (str(scope),))
+
+    async def report(self, scope: Scope, *, recent: int = 10) -> BudgetReport:
+        key = str(scope)
+        period = period_of(self._clock())
+        async with self._lock:
+            limit_row = await _fetchone(self._db, "SELECT limit_micros FROM limits WHERE scope = ?", (key,))
+            period_row = await _fetchone(
+                self._db, "SELECT used, held FROM periods WHERE scope = ? AND period = ?", (key, period)
+            )
+            async with self._db.execute(
+                "SELECT service, SUM(charged) FROM transactions WHERE scope = ? AND period = ? "
+                "AND status = 'charged' GROUP BY service ORDER BY service",
+                (key, period),
+            ) as cursor:
+                by_service = {str(service): int(total) for service, total in await cursor.fetchall()}
+            async with self._db.execute(
+                "SELECT id, created_at, user, service, prompt, reserved, charged, status, request_id, "
+                "demo FROM transactions WHERE scope = ? ORDER BY id DESC LIMIT ?",
+                (key, recent),
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+        used, held = (int(period_row[0]), int(period_row[1])) if period_row else (0, 0)
+        return BudgetReport(
+            scope=scope,
+            period=period,
+            limit=int(limit_row[0]) if limit_row else self._default_limit,
+            limit_is_default=limit_row is None,
+            used=used,
+            held=held,
+            resets_on=period_end(period),
+            by_service=by_service,
+            recent=[_transaction(row) for row in rows],
+        )
+
+
+def _statements(script: str) -> Iterator[str]:
+    for statement in script.split(";"):
+        if statement.strip():
+            yield statement
+
+
+async def _fetchone(db: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> aiosqlite.Row | None:
+    async with db.execute(sql, params) as cursor:
+        return await cursor.fetchone()
+
+
+def _transaction(row: aiosqlite.Row) -> Transaction:
+    return Transaction(
+        id=int(row[0]),
+        created_at=datetime.fromisoformat(row[1]),
+        user=row[2],
+        service=row[3],
+        prompt=row[4],
+        reserved=int(row[5]),
+        charged=int(row[6]),
+        status=row[7],
+        request_id=row[8],
+        demo=bool(row[9]),
+    )

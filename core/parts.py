@@ -1,0 +1,113 @@
+"""The values that cross the core boundary: who asks, what they ask, and what comes back."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+
+
+class Intent(enum.StrEnum):
+    """What a request is for; each intent has one generator and one ledger service name."""
+
+    IMAGE = "image"
+    SONG = "song"
+    RESEARCH = "research"
+    CHAT = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Who pays: a Discord guild, a Slack team, a DM user, or the local console."""
+
+    platform: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        """Parse ``platform:id`` as printed by ``str(scope)``."""
+        platform, sep, ident = text.partition(":")
+        if not sep or not platform or not ident:
+            raise ValueError(f"scope must look like 'platform:id', got {text!r}")
+        return cls(platform, ident)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """One thing a user asked for. Slash commands set ``intent``; mentions leave it to the router."""
+
+    scope: Scope
+    user: str
+    text: str
+    intent: Intent | None = None
+    id: str = field(default_factory=new_request_id)
+
+
+# --- parts a generator yields and an adapter renders -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of streamed text, appended to what came before."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A transient progress line ("generating, 12 s"); replaced by the next one, gone at the end."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Image:
+    """A finished image, already downloaded."""
+
+    data: bytes
+    filename: str
+    mime_type: str
+    prompt: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Audio:
+    """A finished audio track, already downloaded, with optional lyrics and cover art."""
+
+    data: bytes
+    filename: str
+    mime_type: str
+    title: str
+    prompt: str = ""
+    lyrics: str = ""
+    duration_s: float | None = None
+    cover: Image | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The request ended without a result. ``message`` is written for the person who asked."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A generator's report of what the work actually cost, in micro-dollars. Consumed by the core."""
+
+    cost: int
+
+
+Media = Image | Audio
+Part = TextDelta | Status | Image | Audio | Failure
+"""What ``handle`` yields to adapters (``Usage`` never leaves the core)."""
+GeneratorPart = TextDelta | Status | Image | Audio | Usage
+"""What generators yield; they report failure by raising ``GenerationError``."""
