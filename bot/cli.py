@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.settings import Settings, SettingsError, load_settings
-from bot.wiring import open_app
+from bot.wiring import App, open_app
 from core.budget import format_report
 from core.money import format_usd, parse_usd
 from core.parts import Scope
@@ -72,9 +72,18 @@ async def cmd_chat(settings: Settings, args: argparse.Namespace) -> None:
         await run_console(app.engine, media_dir=args.out)
 
 
+PlatformStarter = Callable[[App], Coroutine[Any, Any, None]]
+
+
+def platform_starters(settings: Settings) -> dict[str, PlatformStarter]:
+    """The platform adapters whose credentials are set, by name; each runs until cancelled."""
+    starters: dict[str, PlatformStarter] = {}
+    return starters
+
+
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
-    services: list[Callable[[], Coroutine[Any, Any, None]]] = []
-    if not services:
+    starters = platform_starters(settings)
+    if not starters:
         raise UsageError(
             "Nothing to run: no platform credentials are set.\n"
             "  Discord: set DISCORD_TOKEN.\n"
@@ -82,6 +91,10 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             " or SLACK_SIGNING_SECRET (HTTP mode).\n"
             "To try the bot without a platform, run: python -m bot chat"
         )
+    async with open_app(settings) as app, asyncio.TaskGroup() as group:
+        for name, start in starters.items():
+            log.info("starting %s", name)
+            group.create_task(start(app), name=name)
 
 
 def _scope(text: str) -> Scope:
@@ -109,8 +122,9 @@ async def cmd_budget_set(settings: Settings, args: argparse.Namespace) -> None:
 
 async def cmd_budget_reset(settings: Settings, args: argparse.Namespace) -> None:
     async with open_app(settings) as app:
-        await app.ledger.reset_limit(_scope(args.scope))
-        print(f"{args.scope}: limit reset to the default, {format_usd(app.ledger.default_limit)}.")
+        scope = _scope(args.scope)
+        await app.ledger.reset_limit(scope)
+        print(f"{scope}: limit reset to the default, {format_usd(app.ledger.default_limit_for(scope))}.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

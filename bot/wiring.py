@@ -39,7 +39,11 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
 @asynccontextmanager
 async def open_app(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[App]:
     clock = clock or SystemClock()
-    ledger = await Ledger.open(settings.database_url, default_limit=settings.cost("default_budget"))
+    ledger = await Ledger.open(
+        settings.database_url,
+        default_limit=settings.cost("default_budget"),
+        platform_limits={"discord-dm": settings.cost("discord_dm_budget")},
+    )
     try:
         await ledger.sweep_orphans()
         async with http_client(settings) as http:

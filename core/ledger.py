@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
@@ -58,6 +58,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX transactions_by_scope ON transactions (scope, period, id);
     CREATE INDEX transactions_held ON transactions (status) WHERE status = 'held';
+    """,
+    # 2: platform events already processed (Slack retries, Discord interaction replays).
+    """
+    CREATE TABLE seen_events (
+        key     TEXT PRIMARY KEY,
+        seen_at TEXT NOT NULL
+    );
+    CREATE INDEX seen_events_by_time ON seen_events (seen_at);
     """,
 )
 
@@ -144,9 +152,17 @@ class Refusal:
 class Ledger:
     """Async SQLite ledger. Open with ``await Ledger.open(url, default_limit=...)``."""
 
-    def __init__(self, db: aiosqlite.Connection, *, default_limit: int, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        *,
+        default_limit: int,
+        platform_limits: Mapping[str, int] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self._db = db
         self._default_limit = default_limit
+        self._platform_limits = dict(platform_limits or {})
         self._clock = clock
         # One connection carries one transaction at a time; the lock keeps coroutines from
         # interleaving statements inside each other's BEGIN ... COMMIT.
@@ -154,7 +170,16 @@ class Ledger:
         self._known_periods: set[tuple[str, str]] = set()
 
     @classmethod
-    async def open(cls, database_url: str, *, default_limit: int, clock: Clock = utc_now) -> Ledger:
+    async def open(
+        cls,
+        database_url: str,
+        *,
+        default_limit: int,
+        platform_limits: Mapping[str, int] | None = None,
+        clock: Clock = utc_now,
+    ) -> Ledger:
+        """Open (creating and migrating) the database. ``platform_limits`` overrides the default
+        limit for every scope of a platform, e.g. ``{"discord-dm": 0}``."""
         path = sqlite_path(database_url)
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,16 +188,16 @@ class Ledger:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
-            ledger = cls(db, default_limit=default_limit, clock=clock)
+            ledger = cls(db, default_limit=default_limit, platform_limits=platform_limits, clock=clock)
             await ledger._migrate()
         except BaseException:
             await db.close()
             raise
         return ledger
 
-    @property
-    def default_limit(self) -> int:
-        return self._default_limit
+    def default_limit_for(self, scope: Scope) -> int:
+        """The limit that applies to ``scope`` when no override is stored."""
+        return self._platform_limits.get(scope.platform, self._default_limit)
 
     @property
     def connection(self) -> aiosqlite.Connection:
@@ -234,7 +259,12 @@ class Ledger:
                   AND used + held + :amount <= COALESCE(
                       (SELECT limit_micros FROM limits WHERE scope = :scope), :default_limit)
                 """,
-                {"amount": amount, "scope": key, "period": period, "default_limit": self._default_limit},
+                {
+                    "amount": amount,
+                    "scope": key,
+                    "period": period,
+                    "default_limit": self.default_limit_for(scope),
+                },
             )
             fits = cursor.rowcount == 1
             transaction_id = 0
@@ -315,6 +345,22 @@ class Ledger:
             log.warning("released %d orphaned budget holds", swept)
         return swept
 
+    # --- idempotency ------------------------------------------------------------------------
+
+    async def first_sighting(self, key: str, *, keep_days: int = 7) -> bool:
+        """True the first time ``key`` (e.g. ``slack:event:Ev123``) is seen, false ever after,
+        across restarts. Keys older than ``keep_days`` are forgotten."""
+        now = self._clock()
+        async with self.transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO seen_events (key, seen_at) VALUES (?, ?)", (key, now.isoformat())
+            )
+            first = cursor.rowcount == 1
+            if first and cursor.lastrowid and cursor.lastrowid % 1000 == 0:
+                cutoff = (now - timedelta(days=keep_days)).isoformat()
+                await db.execute("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,))
+        return first
+
     # --- limits and reports -----------------------------------------------------------------
 
     async def set_limit(self, scope: Scope, limit: int, *, by: str) -> None:
@@ -359,7 +405,7 @@ class Ledger:
         return BudgetReport(
             scope=scope,
             period=period,
-            limit=int(limit_row[0]) if limit_row else self._default_limit,
+            limit=int(limit_row[0]) if limit_row else self.default_limit_for(scope),
             limit_is_default=limit_row is None,
             used=used,
             held=held,
