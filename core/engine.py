@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from core.commands import MAX_PROMPT_CHARS, usage_hint
 from core.errors import GenerationError, ModerationError
@@ -16,6 +18,7 @@ from core.router import Classifier, Route, route_by_rules
 log = logging.getLogger(__name__)
 
 ROUTER_SERVICE = "router"
+T = TypeVar("T")
 
 _WHAT: dict[Intent, str] = {
     Intent.IMAGE: "an image",
@@ -46,8 +49,9 @@ class Engine:
         """Stream the answer to ``request``. Never raises (except cancellation): every problem
         becomes a ``Failure`` part, and whatever was reserved and not spent is refunded."""
         try:
-            async for part in self._handle(request):
-                yield part
+            async with closing_stream(self._handle(request)) as parts:
+                async for part in parts:
+                    yield part
         except Exception:
             log.exception("request %s failed unexpectedly", request.id)
             yield Failure(f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.")
@@ -80,19 +84,21 @@ class Engine:
         if isinstance(reservation, Refusal):
             yield Failure(budget_refusal(reservation, route.intent))
             return
-        async for part in self._run(generator, route, request, reservation):
-            yield part
+        async with closing_stream(self._run(generator, route, request, reservation)) as parts:
+            async for part in parts:
+                yield part
 
     async def _run(
         self, generator: Generator, route: Route, request: Request, hold: Hold
     ) -> AsyncIterator[Part]:
         actual: int | None = None
         try:
-            async for part in generator.generate(route.prompt, request):
-                if isinstance(part, Usage):
-                    actual = (actual or 0) + part.cost
-                else:
-                    yield part
+            async with closing_stream(generator.generate(route.prompt, request)) as parts:
+                async for part in parts:
+                    if isinstance(part, Usage):
+                        actual = (actual or 0) + part.cost
+                    else:
+                        yield part
         except GenerationError as error:
             if error.charge:
                 await self.ledger.settle(hold, actual if actual is not None else hold.amount)
@@ -149,3 +155,15 @@ def budget_refusal(refusal: Refusal, intent: Intent | None) -> str:
         f"{format_usd(report.remaining)} of {format_usd(report.limit)} is left this month. "
         f"It resets on {report.resets_on.isoformat()} (UTC). Nothing was charged."
     )
+
+
+@asynccontextmanager
+async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close an async generator as soon as its consumer stops, not whenever it is collected,
+    so its ``finally`` blocks (refunds, HTTP cleanup) run in order."""
+    try:
+        yield parts
+    finally:
+        aclose = getattr(parts, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -64,19 +64,19 @@ _KEYWORDS: dict[Intent, re.Pattern[str]] = {
     ),
     Intent.RESEARCH: re.compile(r"\b(research|paper|report|survey|literature review)\b", re.IGNORECASE),
 }
-_ARTICLE = r"(?:(?:a|an|the|some|me|us)\s+)*"
+_RECIPIENT = r"(?:(?:me|us)\s+)?"
 _PREFIXES: dict[Intent, re.Pattern[str]] = {
     Intent.IMAGE: re.compile(
-        rf"^{_POLITE}(?:(?:draw|paint|sketch|illustrate|render|make|create|generate|give|show)\s+)"
-        rf"{_ARTICLE}(?:(?:image|picture|drawing|painting|illustration|sketch|photo)\s+(?:of\s+)?)?",
+        rf"^{_POLITE}(?:draw|paint|sketch|illustrate|render|make|create|generate|give|show)\s+{_RECIPIENT}"
+        r"(?:(?:a|an|some)\s+(?:image|picture|drawing|painting|illustration|sketch|photo)s?\s+(?:of\s+)?)?",
         re.IGNORECASE,
     ),
     Intent.SONG: re.compile(
-        rf"^{_POLITE}(?:(?:write|compose|make|create|generate|sing|give)\s+){_ARTICLE}", re.IGNORECASE
+        rf"^{_POLITE}(?:write|compose|make|create|generate|sing|give)\s+{_RECIPIENT}", re.IGNORECASE
     ),
     Intent.RESEARCH: re.compile(
-        rf"^{_POLITE}(?:(?:research|investigate|write|do|make|prepare)\s+){_ARTICLE}"
-        r"(?:(?:research\s+)?(?:paper|report|survey)\s+)?(?:(?:on|about|into|of)\s+)?",
+        rf"^{_POLITE}(?:research|investigate|write|do|make|prepare)\s+{_RECIPIENT}"
+        r"(?:(?:a|an|some)\s+(?:research\s+)?(?:paper|report|survey)\s+)?(?:(?:on|about|into|of)\s+)?",
         re.IGNORECASE,
     ),
 }

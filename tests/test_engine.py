@@ -1,0 +1,216 @@
+"""Engine.handle: validation, budget refusal, settlement, refunds, classifier charging, never raising."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from core.engine import Engine
+from core.errors import GenerationError, ModerationError
+from core.ledger import Ledger
+from core.parts import Failure, GeneratorPart, Intent, Part, Request, Scope, TextDelta, Usage
+from core.router import Classification
+from tests.conftest import demo_engine
+
+SCOPE = Scope("test", "guild")
+
+
+@dataclass
+class ScriptedGenerator:
+    """A generator whose behaviour each test sets: parts to yield, then optionally an error."""
+
+    intent: Intent = Intent.IMAGE
+    demo: bool = False
+    cost: int = 40_000
+    parts: list[GeneratorPart] = field(default_factory=lambda: [TextDelta("done")])
+    error: Exception | None = None
+    block: asyncio.Event | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def estimate(self, prompt: str) -> int:
+        return self.cost
+
+    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        self.calls.append(prompt)
+        for part in self.parts:
+            yield part
+        if self.block is not None:
+            await self.block.wait()
+        if self.error is not None:
+            raise self.error
+
+
+def engine_with(ledger: Ledger, generator: ScriptedGenerator, **kwargs: object) -> Engine:
+    base = demo_engine(ledger)
+    generators = dict(base.generators)
+    generators[generator.intent] = generator  # type: ignore[assignment]
+    return Engine(ledger=ledger, generators=generators, **kwargs)  # type: ignore[arg-type]
+
+
+async def collect(engine: Engine, text: str, intent: Intent | None = Intent.IMAGE) -> list[Part]:
+    return [part async for part in engine.handle(Request(scope=SCOPE, user="ann", text=text, intent=intent))]
+
+
+async def test_success_charges_the_estimate(ledger: Ledger) -> None:
+    generator = ScriptedGenerator()
+    parts = await collect(engine_with(ledger, generator), "a fox")
+    assert parts == [TextDelta("done")]
+    report = await ledger.report(SCOPE)
+    assert (report.used, report.held) == (40_000, 0)
+    assert report.recent[0].prompt == "a fox" and report.recent[0].user == "ann"
+
+
+async def test_usage_parts_set_the_actual_charge_and_never_reach_the_adapter(ledger: Ledger) -> None:
+    generator = ScriptedGenerator(parts=[TextDelta("x"), Usage(1_234), Usage(100)])
+    parts = await collect(engine_with(ledger, generator), "a fox")
+    assert parts == [TextDelta("x")]
+    assert (await ledger.report(SCOPE)).used == 1_334
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (GenerationError("The image service is down.", detail="503"), "refunded"),
+        (ModerationError("The image service declined this prompt."), "refunded"),
+    ],
+)
+async def test_failures_are_refunded_and_explained(ledger: Ledger, error: Exception, status: str) -> None:
+    generator = ScriptedGenerator(parts=[], error=error)
+    parts = await collect(engine_with(ledger, generator), "a fox")
+    assert isinstance(parts[-1], Failure)
+    assert parts[-1].message.endswith("Nothing was charged.")
+    report = await ledger.report(SCOPE)
+    assert (report.used, report.held, report.recent[0].status) == (0, 0, status)
+
+
+async def test_a_billed_failure_is_charged(ledger: Ledger) -> None:
+    generator = ScriptedGenerator(
+        parts=[], error=GenerationError("Timed out after it was billed.", charge=True)
+    )
+    parts = await collect(engine_with(ledger, generator), "a fox")
+    assert parts == [Failure("Timed out after it was billed.")]
+    assert (await ledger.report(SCOPE)).used == 40_000
+
+
+async def test_an_unexpected_crash_becomes_a_failure_and_a_refund(ledger: Ledger) -> None:
+    generator = ScriptedGenerator(parts=[], error=KeyError("boom"))
+    parts = await collect(engine_with(ledger, generator), "a fox")
+    assert len(parts) == 1 and isinstance(parts[0], Failure)
+    assert "Nothing was charged" in parts[0].message and "boom" not in parts[0].message
+    report = await ledger.report(SCOPE)
+    assert (report.used, report.held, report.recent[0].status) == (0, 0, "refunded")
+
+
+async def test_cancellation_mid_stream_refunds(ledger: Ledger) -> None:
+    block = asyncio.Event()
+    generator = ScriptedGenerator(parts=[TextDelta("partial")], block=block)
+    engine = engine_with(ledger, generator)
+    seen: list[Part] = []
+    streaming = asyncio.Event()
+
+    async def consume() -> None:
+        async for part in engine.handle(Request(scope=SCOPE, user="ann", text="a fox", intent=Intent.IMAGE)):
+            seen.append(part)
+            streaming.set()
+
+    task = asyncio.create_task(consume())
+    await streaming.wait()
+    assert seen == [TextDelta("partial")]
+    assert (await ledger.report(SCOPE)).held == 40_000
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    report = await ledger.report(SCOPE)
+    assert (report.used, report.held, report.recent[0].status) == (0, 0, "refunded")
+
+
+async def test_an_adapter_closing_the_stream_early_refunds(ledger: Ledger) -> None:
+    generator = ScriptedGenerator(parts=[TextDelta("a"), TextDelta("b")])
+    stream = engine_with(ledger, generator).handle(
+        Request(scope=SCOPE, user="ann", text="x", intent=Intent.IMAGE)
+    )
+    assert await anext(stream) == TextDelta("a")
+    await stream.aclose()
+    report = await ledger.report(SCOPE)
+    assert (report.used, report.held) == (0, 0)
+
+
+async def test_exhausted_budget_runs_nothing_and_says_what_remains(ledger: Ledger) -> None:
+    await ledger.set_limit(SCOPE, 30_000, by="admin")
+    generator = ScriptedGenerator()
+    [failure] = await collect(engine_with(ledger, generator), "a fox")
+    assert isinstance(failure, Failure)
+    assert "$0.03 of $0.03 is left" in failure.message
+    assert "resets on" in failure.message and "Nothing was charged." in failure.message
+    assert generator.calls == []
+    assert (await ledger.report(SCOPE)).recent == []
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "expected"),
+    [
+        ("", Intent.IMAGE, "Usage: `/imagine PROMPT`"),
+        ("   ", Intent.SONG, "Usage: `/song PROMPT`"),
+        ("", None, "Commands:"),
+        ("x" * 4001, Intent.IMAGE, "the limit is 4,000"),
+    ],
+)
+async def test_bad_prompts_get_a_clear_message_and_cost_nothing(
+    ledger: Ledger, text: str, intent: Intent | None, expected: str
+) -> None:
+    generator = ScriptedGenerator()
+    [failure] = await collect(engine_with(ledger, generator), text, intent)
+    assert isinstance(failure, Failure) and expected in failure.message
+    assert generator.calls == [] and (await ledger.report(SCOPE)).recent == []
+
+
+@dataclass
+class FakeClassifier:
+    answer: Classification | Exception
+    demo: bool = False
+    seen: list[str] = field(default_factory=list)
+
+    def estimate(self, text: str) -> int:
+        return 10_000
+
+    async def classify(self, text: str) -> Classification:
+        self.seen.append(text)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def test_unsure_mentions_go_to_the_classifier_which_is_charged(ledger: Ledger) -> None:
+    generator = ScriptedGenerator(intent=Intent.SONG, cost=50_000)
+    classifier = FakeClassifier(Classification(Intent.SONG, "the sea at night", cost=321))
+    engine = engine_with(ledger, generator, classifier=classifier)
+    await collect(engine, "something about the sea at night, with a chorus", intent=None)
+    assert classifier.seen == ["something about the sea at night, with a chorus"]
+    assert generator.calls == ["the sea at night"]
+    report = await ledger.report(SCOPE)
+    assert report.by_service == {"router": 321, "song": 50_000}
+
+
+async def test_confident_rules_skip_the_classifier(ledger: Ledger) -> None:
+    classifier = FakeClassifier(Classification(Intent.CHAT, "x", cost=1))
+    generator = ScriptedGenerator(intent=Intent.IMAGE)
+    await collect(engine_with(ledger, generator, classifier=classifier), "draw a lighthouse at dusk", None)
+    assert classifier.seen == [] and generator.calls == ["a lighthouse at dusk"]
+
+
+async def test_classifier_failure_falls_back_to_chat_and_is_refunded(ledger: Ledger) -> None:
+    classifier = FakeClassifier(ValueError("not JSON"))
+    chat = ScriptedGenerator(intent=Intent.CHAT, cost=2_000, parts=[TextDelta("hi!")])
+    parts = await collect(engine_with(ledger, chat, classifier=classifier), "tell me about lighthouses", None)
+    assert parts == [TextDelta("hi!")]
+    report = await ledger.report(SCOPE)
+    assert report.by_service == {"chat": 2_000}
+    assert [row.status for row in report.recent] == ["charged", "refunded"]
+
+
+async def test_demo_runs_are_marked_as_demo(engine: Engine, ledger: Ledger) -> None:
+    await collect(engine, "a fox")
+    assert (await ledger.report(SCOPE)).recent[0].demo
