@@ -1,15 +1,17 @@
 """The budget ledger: per-scope monthly limits in SQLite, reserved atomically, settled or refunded.
 
 Invariant: for every (scope, period), ``used + held <= limit`` at the moment of each reservation.
-One conditional UPDATE enforces it, so concurrent reservations (even from other processes sharing
-the database file) can never overspend.
+A reservation is one conditional INSERT of a ``held`` transaction row; a trigger adds it to the
+period's ``held`` inside the same statement. SQLite runs a statement (triggers included) atomically
+under the database write lock, so concurrent reservations, even from other processes sharing the
+file, can never overspend, and each reservation or settlement is a single round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -56,8 +58,18 @@ MIGRATIONS: tuple[str, ...] = (
         demo       INTEGER NOT NULL DEFAULT 0,
         note       TEXT NOT NULL DEFAULT ''
     );
-    CREATE INDEX transactions_by_scope ON transactions (scope, period, id);
+    CREATE INDEX transactions_by_scope ON transactions (scope, id);
     CREATE INDEX transactions_held ON transactions (status) WHERE status = 'held';
+    CREATE TRIGGER hold_on_reserve AFTER INSERT ON transactions WHEN NEW.status = 'held'
+    BEGIN
+        UPDATE periods SET held = held + NEW.reserved WHERE scope = NEW.scope AND period = NEW.period;
+    END;
+    CREATE TRIGGER release_on_close AFTER UPDATE OF status ON transactions
+    WHEN OLD.status = 'held' AND NEW.status != 'held'
+    BEGIN
+        UPDATE periods SET held = held - OLD.reserved, used = used + NEW.charged
+        WHERE scope = OLD.scope AND period = OLD.period;
+    END;
     """,
     # 2: platform events already processed (Slack retries, Discord interaction replays).
     """
@@ -224,10 +236,11 @@ class Ledger:
             row = await cursor.fetchone()
         version = int(row[0]) if row else 0
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            async with self.transaction() as db:
-                for statement in _statements(script):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {number}")
+            async with self._lock:
+                # executescript runs the whole migration and the version bump in one transaction.
+                await self._db.executescript(
+                    f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
+                )
             log.info("database migrated to schema version %d", number)
 
     # --- reservations -----------------------------------------------------------------------
@@ -249,49 +262,38 @@ class Ledger:
         now = self._clock()
         period = period_of(now)
         key = str(scope)
-        async with self.transaction() as db:
+        async with self._lock:
             if (key, period) not in self._known_periods:
-                await db.execute("INSERT OR IGNORE INTO periods (scope, period) VALUES (?, ?)", (key, period))
-            cursor = await db.execute(
+                await self._db.execute(
+                    "INSERT OR IGNORE INTO periods (scope, period) VALUES (?, ?)", (key, period)
+                )
+                self._known_periods.add((key, period))
+            cursor = await self._db.execute(
                 """
-                UPDATE periods SET held = held + :amount
+                INSERT INTO transactions (created_at, scope, period, user, service, prompt,
+                                          reserved, status, request_id, demo)
+                SELECT :now, :scope, :period, :user, :service, :prompt, :amount, 'held', :request_id, :demo
+                FROM periods
                 WHERE scope = :scope AND period = :period
                   AND used + held + :amount <= COALESCE(
                       (SELECT limit_micros FROM limits WHERE scope = :scope), :default_limit)
                 """,
                 {
-                    "amount": amount,
+                    "now": now.isoformat(),
                     "scope": key,
                     "period": period,
+                    "user": user,
+                    "service": service,
+                    "prompt": prompt[:PROMPT_LOG_CHARS],
+                    "amount": amount,
+                    "request_id": request_id,
+                    "demo": int(demo),
                     "default_limit": self.default_limit_for(scope),
                 },
             )
-            fits = cursor.rowcount == 1
-            transaction_id = 0
-            if fits:
-                cursor = await db.execute(
-                    """
-                    INSERT INTO transactions (created_at, scope, period, user, service, prompt,
-                                              reserved, status, request_id, demo)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, 'held', ?, ?)
-                    """,
-                    (
-                        now.isoformat(),
-                        key,
-                        period,
-                        user,
-                        service,
-                        prompt[:PROMPT_LOG_CHARS],
-                        amount,
-                        request_id,
-                        int(demo),
-                    ),
-                )
-                transaction_id = cursor.lastrowid or 0
-        self._known_periods.add((key, period))
-        if fits:
-            return Hold(transaction_id, scope, period, amount)
-        return Refusal(amount, await self.report(scope))
+        if cursor.rowcount == 1 and cursor.lastrowid:
+            return Hold(cursor.lastrowid, scope, period, amount)
+        return Refusal(amount, await self.report(scope, recent=0, detailed=False))
 
     async def settle(self, hold: Hold, charged: int) -> None:
         """Charge ``charged`` for the held work and release the hold."""
@@ -311,19 +313,14 @@ class Ledger:
         await self._close(hold, status="refunded", charged=0, note=note)
 
     async def _close(self, hold: Hold, *, status: str, charged: int, note: str) -> None:
-        async with self.transaction() as db:
-            cursor = await db.execute(
+        async with self._lock:
+            cursor = await self._db.execute(
                 "UPDATE transactions SET status = ?, charged = ?, settled_at = ?, note = ? "
                 "WHERE id = ? AND status = 'held'",
                 (status, charged, self._clock().isoformat(), note, hold.transaction_id),
             )
-            if cursor.rowcount != 1:
-                log.warning("transaction %d was already closed", hold.transaction_id)
-                return
-            await db.execute(
-                "UPDATE periods SET held = held - ?, used = used + ? WHERE scope = ? AND period = ?",
-                (hold.amount, charged, str(hold.scope), hold.period),
-            )
+        if cursor.rowcount != 1:
+            log.warning("transaction %d was already closed", hold.transaction_id)
 
     async def sweep_orphans(self) -> int:
         """Release every hold left by a process that died mid-work. Run once at start-up."""
@@ -381,26 +378,32 @@ class Ledger:
         async with self.transaction() as db:
             await db.execute("DELETE FROM limits WHERE scope = ?", (str(scope),))
 
-    async def report(self, scope: Scope, *, recent: int = 10) -> BudgetReport:
+    async def report(self, scope: Scope, *, recent: int = 10, detailed: bool = True) -> BudgetReport:
+        """The scope's current period. ``detailed=False`` skips the per-service split (and pass
+        ``recent=0`` to skip the transaction list): cheap enough for every refusal."""
         key = str(scope)
+        by_service: dict[str, int] = {}
+        rows: list[aiosqlite.Row] = []
         period = period_of(self._clock())
         async with self._lock:
             limit_row = await _fetchone(self._db, "SELECT limit_micros FROM limits WHERE scope = ?", (key,))
             period_row = await _fetchone(
                 self._db, "SELECT used, held FROM periods WHERE scope = ? AND period = ?", (key, period)
             )
-            async with self._db.execute(
-                "SELECT service, SUM(charged) FROM transactions WHERE scope = ? AND period = ? "
-                "AND status = 'charged' GROUP BY service ORDER BY service",
-                (key, period),
-            ) as cursor:
-                by_service = {str(service): int(total) for service, total in await cursor.fetchall()}
-            async with self._db.execute(
-                "SELECT id, created_at, user, service, prompt, reserved, charged, status, request_id, "
-                "demo FROM transactions WHERE scope = ? ORDER BY id DESC LIMIT ?",
-                (key, recent),
-            ) as cursor:
-                rows = list(await cursor.fetchall())
+            if detailed:
+                async with self._db.execute(
+                    "SELECT service, SUM(charged) FROM transactions WHERE scope = ? AND period = ? "
+                    "AND status = 'charged' GROUP BY service ORDER BY service",
+                    (key, period),
+                ) as cursor:
+                    by_service = {str(service): int(total) for service, total in await cursor.fetchall()}
+            if recent:
+                async with self._db.execute(
+                    "SELECT id, created_at, user, service, prompt, reserved, charged, status, request_id, "
+                    "demo FROM transactions WHERE scope = ? ORDER BY id DESC LIMIT ?",
+                    (key, recent),
+                ) as cursor:
+                    rows = list(await cursor.fetchall())
         used, held = (int(period_row[0]), int(period_row[1])) if period_row else (0, 0)
         return BudgetReport(
             scope=scope,
@@ -413,12 +416,6 @@ class Ledger:
             by_service=by_service,
             recent=[_transaction(row) for row in rows],
         )
-
-
-def _statements(script: str) -> Iterator[str]:
-    for statement in script.split(";"):
-        if statement.strip():
-            yield statement
 
 
 async def _fetchone(db: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> aiosqlite.Row | None:

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that start local fakes and print figures (``make bench``)."""
