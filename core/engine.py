@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from core.admission import Admission, QueueFull
+from core.breaker import CircuitBreaker
 from core.commands import MAX_PROMPT_CHARS, usage_hint
-from core.errors import GenerationError, ModerationError
+from core.errors import GenerationError, ModerationError, ProviderUnavailable
 from core.generator import Generator
 from core.ledger import Hold, Ledger, Refusal
 from core.money import format_usd
-from core.parts import Failure, Intent, Part, Request, Usage
+from core.parts import Failure, Intent, Part, Request, Status, Usage
 from core.router import Classifier, Route, route_by_rules
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class Engine:
         ledger: Ledger,
         generators: Mapping[Intent, Generator],
         classifier: Classifier | None = None,
+        admission: Admission | None = None,
+        breakers: Mapping[Intent, CircuitBreaker] | None = None,
     ) -> None:
         missing = set(Intent) - set(generators)
         if missing:
@@ -44,6 +48,8 @@ class Engine:
         self.ledger = ledger
         self.generators = dict(generators)
         self.classifier = classifier
+        self.admission = admission
+        self.breakers = dict(breakers) if breakers else {intent: CircuitBreaker() for intent in Intent}
 
     async def handle(self, request: Request) -> AsyncIterator[Part]:
         """Stream the answer to ``request``. Never raises (except cancellation): every problem
@@ -67,9 +73,24 @@ class Engine:
                 "Please shorten it. Nothing was charged."
             )
             return
+        if self.admission is not None:
+            wait = self.admission.limit_rate(f"{request.scope}:{request.user}")
+            if wait is not None:
+                yield Failure(
+                    f"You're sending requests faster than {self.admission.user_requests_per_minute} a "
+                    f"minute. Try again in {wait:.0f} s. Nothing was charged."
+                )
+                return
         route = await self._route(request, text)
         if isinstance(route, Failure):
             yield route
+            return
+        paused_for = self.breakers[route.intent].retry_after()
+        if paused_for is not None:
+            yield Failure(
+                f"The {route.intent.value} service keeps failing, so I've paused {route.intent.value} "
+                f"requests for {paused_for:.0f} s. Please try again then. Nothing was charged."
+            )
             return
         generator = self.generators[route.intent]
         reservation = await self.ledger.reserve(
@@ -92,14 +113,30 @@ class Engine:
         self, generator: Generator, route: Route, request: Request, hold: Hold
     ) -> AsyncIterator[Part]:
         actual: int | None = None
+        breaker = self.breakers[route.intent]
         try:
-            async with closing_stream(generator.generate(route.prompt, request)) as parts:
-                async for part in parts:
-                    if isinstance(part, Usage):
-                        actual = (actual or 0) + part.cost
-                    else:
-                        yield part
+            async with self._admitted(hold) as waiting:
+                async for status in waiting:
+                    yield status
+                async with closing_stream(generator.generate(route.prompt, request)) as parts:
+                    async for part in parts:
+                        if isinstance(part, Usage):
+                            actual = (actual or 0) + part.cost
+                        else:
+                            yield part
+        except QueueFull:
+            breaker.record_other()
+            await self.ledger.refund(hold, note="queue full")
+            yield Failure(
+                "I'm very busy right now and my queue is full. Please try again in a minute. "
+                "Nothing was charged."
+            )
+            return
         except GenerationError as error:
+            if isinstance(error, ProviderUnavailable):
+                breaker.record_outage()
+            else:
+                breaker.record_other()
             if error.charge:
                 await self.ledger.settle(hold, actual if actual is not None else hold.amount)
                 suffix = ""
@@ -112,9 +149,35 @@ class Engine:
             return
         except BaseException as error:
             # Crashes, cancellation and an adapter closing the stream early all refund.
+            breaker.record_other()
             await self.ledger.refund(hold, note=f"interrupted: {error!r}"[:500])
             raise
+        breaker.record_success()
         await self.ledger.settle(hold, actual if actual is not None else hold.amount)
+
+    @asynccontextmanager
+    async def _admitted(self, hold: Hold) -> AsyncIterator[AsyncIterator[Status]]:
+        """A running slot for the job; iterate the yielded stream for queue progress until it
+        starts. Without admission control the stream is empty and the job starts at once."""
+        if self.admission is None:
+            yield _no_statuses()
+            return
+        admission = self.admission
+        async with admission.slot(hold.scope) as waiter:
+
+            async def queued() -> AsyncIterator[Status]:
+                shown = ""
+                while not waiter.admitted.is_set():
+                    ahead = admission.position(waiter) - 1
+                    status = "Queued: waiting for a free slot" + (
+                        f" ({ahead} ahead of you)…" if ahead > 0 else "…"
+                    )
+                    if status != shown:
+                        shown = status
+                        yield Status(status)
+                    await admission.wait_for_change()
+
+            yield queued()
 
     async def _route(self, request: Request, text: str) -> Route | Failure:
         if request.intent is not None:
@@ -167,3 +230,8 @@ async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator
         aclose = getattr(parts, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def _no_statuses() -> AsyncIterator[Status]:
+    return
+    yield
