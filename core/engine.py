@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -10,6 +11,7 @@ from typing import TypeVar
 from core.admission import Admission, QueueFull
 from core.breaker import CircuitBreaker
 from core.commands import MAX_PROMPT_CHARS, usage_hint
+from core.context import current_request
 from core.errors import GenerationError, ModerationError, ProviderUnavailable
 from core.generator import Generator
 from core.ledger import Hold, Ledger, Refusal
@@ -54,12 +56,13 @@ class Engine:
     async def handle(self, request: Request) -> AsyncIterator[Part]:
         """Stream the answer to ``request``. Never raises (except cancellation): every problem
         becomes a ``Failure`` part, and whatever was reserved and not spent is refunded."""
+        current_request.set(request)
         try:
             async with closing_stream(self._handle(request)) as parts:
                 async for part in parts:
                     yield part
         except Exception:
-            log.exception("request %s failed unexpectedly", request.id)
+            log.exception("request failed unexpectedly")
             yield Failure(f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.")
 
     async def _handle(self, request: Request) -> AsyncIterator[Part]:
@@ -114,6 +117,8 @@ class Engine:
     ) -> AsyncIterator[Part]:
         actual: int | None = None
         breaker = self.breakers[route.intent]
+        started = time.monotonic()
+        outcome = {"service": route.intent.value, "route": route.source, "reserved": hold.amount}
         try:
             async with self._admitted(hold) as waiting:
                 async for status in waiting:
@@ -144,7 +149,11 @@ class Engine:
                 kind = "moderated" if isinstance(error, ModerationError) else "failed"
                 await self.ledger.refund(hold, note=f"{kind}: {error}"[:500])
                 suffix = " Nothing was charged."
-            log.warning("request %s (%s) failed: %s", request.id, route.intent.value, error)
+            log.warning(
+                "generation failed: %s",
+                error,
+                extra=outcome | {"status": "failed", "latency_ms": _since(started)},
+            )
             yield Failure(error.user_message + suffix)
             return
         except BaseException as error:
@@ -153,7 +162,11 @@ class Engine:
             await self.ledger.refund(hold, note=f"interrupted: {error!r}"[:500])
             raise
         breaker.record_success()
-        await self.ledger.settle(hold, actual if actual is not None else hold.amount)
+        charged = actual if actual is not None else hold.amount
+        await self.ledger.settle(hold, charged)
+        log.info(
+            "request done", extra=outcome | {"status": "done", "cost": charged, "latency_ms": _since(started)}
+        )
 
     @asynccontextmanager
     async def _admitted(self, hold: Hold) -> AsyncIterator[AsyncIterator[Status]]:
@@ -203,7 +216,7 @@ class Engine:
             answer = await classifier.classify(text)
         except Exception as error:
             await self.ledger.refund(reservation, note=f"classifier failed: {error!r}"[:500])
-            log.warning("request %s: classifier failed (%r); answering as chat", request.id, error)
+            log.warning("classifier failed (%r); answering as chat", error)
             return Route(Intent.CHAT, text, "fallback")
         await self.ledger.settle(reservation, answer.cost)
         return Route(answer.intent, answer.prompt.strip() or text, "classifier")
@@ -230,6 +243,10 @@ async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator
         aclose = getattr(parts, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
 
 
 async def _no_statuses() -> AsyncIterator[Status]:
