@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from core import metrics
 from core.admission import Admission, QueueFull
 from core.breaker import CircuitBreaker
 from core.commands import MAX_PROMPT_CHARS, usage_hint
@@ -15,8 +16,8 @@ from core.context import current_request
 from core.errors import GenerationError, ModerationError, ProviderUnavailable
 from core.generator import Generator
 from core.ledger import Hold, Ledger, Refusal
-from core.money import format_usd
-from core.parts import Failure, Intent, Part, Request, Status, Usage
+from core.money import MICROS_PER_USD, format_usd
+from core.parts import Failure, Intent, Part, Request, Status, TextDelta, Usage
 from core.router import Classifier, Route, route_by_rules
 
 log = logging.getLogger(__name__)
@@ -63,25 +64,34 @@ class Engine:
                     yield part
         except Exception:
             log.exception("request failed unexpectedly")
-            yield Failure(f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.")
+            yield _failure(
+                request.intent,
+                "failed",
+                f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.",
+            )
 
     async def _handle(self, request: Request) -> AsyncIterator[Part]:
+        received = time.monotonic()
         text = request.text.strip()
         if not text:
-            yield Failure(usage_hint(request.intent))
+            yield _failure(request.intent, "invalid", usage_hint(request.intent))
             return
         if len(text) > MAX_PROMPT_CHARS:
-            yield Failure(
+            yield _failure(
+                request.intent,
+                "invalid",
                 f"That prompt is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}. "
-                "Please shorten it. Nothing was charged."
+                "Please shorten it. Nothing was charged.",
             )
             return
         if self.admission is not None:
             wait = self.admission.limit_rate(f"{request.scope}:{request.user}")
             if wait is not None:
-                yield Failure(
+                yield _failure(
+                    request.intent,
+                    "rate_limited",
                     f"You're sending requests faster than {self.admission.user_requests_per_minute} a "
-                    f"minute. Try again in {wait:.0f} s. Nothing was charged."
+                    f"minute. Try again in {wait:.0f} s. Nothing was charged.",
                 )
                 return
         route = await self._route(request, text)
@@ -90,9 +100,11 @@ class Engine:
             return
         paused_for = self.breakers[route.intent].retry_after()
         if paused_for is not None:
-            yield Failure(
+            yield _failure(
+                route.intent,
+                "paused",
                 f"The {route.intent.value} service keeps failing, so I've paused {route.intent.value} "
-                f"requests for {paused_for:.0f} s. Please try again then. Nothing was charged."
+                f"requests for {paused_for:.0f} s. Please try again then. Nothing was charged.",
             )
             return
         generator = self.generators[route.intent]
@@ -106,55 +118,63 @@ class Engine:
             demo=generator.demo,
         )
         if isinstance(reservation, Refusal):
-            yield Failure(budget_refusal(reservation, route.intent))
+            yield _failure(route.intent, "refused", budget_refusal(reservation, route.intent))
             return
-        async with closing_stream(self._run(generator, route, request, reservation)) as parts:
+        async with closing_stream(self._run(generator, route, request, reservation, received)) as parts:
             async for part in parts:
                 yield part
 
     async def _run(
-        self, generator: Generator, route: Route, request: Request, hold: Hold
+        self, generator: Generator, route: Route, request: Request, hold: Hold, received: float
     ) -> AsyncIterator[Part]:
+        intent = route.intent
+        breaker = self.breakers[intent]
         actual: int | None = None
-        breaker = self.breakers[route.intent]
         started = time.monotonic()
-        outcome = {"service": route.intent.value, "route": route.source, "reserved": hold.amount}
+        first_text = True
+        details: dict[str, object] = {"service": intent.value, "route": route.source, "reserved": hold.amount}
         try:
             async with self._admitted(hold) as waiting:
                 async for status in waiting:
                     yield status
+                started = time.monotonic()
                 async with closing_stream(generator.generate(route.prompt, request)) as parts:
                     async for part in parts:
                         if isinstance(part, Usage):
                             actual = (actual or 0) + part.cost
-                        else:
-                            yield part
+                            continue
+                        if first_text and isinstance(part, TextDelta):
+                            first_text = False
+                            metrics.TIME_TO_FIRST_TEXT.labels(intent.value).observe(
+                                time.monotonic() - received
+                            )
+                        yield part
         except QueueFull:
             breaker.record_other()
             await self.ledger.refund(hold, note="queue full")
-            yield Failure(
+            yield _failure(
+                intent,
+                "busy",
                 "I'm very busy right now and my queue is full. Please try again in a minute. "
-                "Nothing was charged."
+                "Nothing was charged.",
             )
             return
         except GenerationError as error:
+            outcome = "moderated" if isinstance(error, ModerationError) else "failed"
+            metrics.PROVIDER_ERRORS.labels(intent.value, type(error).__name__).inc()
             if isinstance(error, ProviderUnavailable):
                 breaker.record_outage()
             else:
                 breaker.record_other()
             if error.charge:
-                await self.ledger.settle(hold, actual if actual is not None else hold.amount)
+                await self._settle(hold, actual if actual is not None else hold.amount, intent)
                 suffix = ""
             else:
-                kind = "moderated" if isinstance(error, ModerationError) else "failed"
-                await self.ledger.refund(hold, note=f"{kind}: {error}"[:500])
+                await self.ledger.refund(hold, note=f"{outcome}: {error}"[:500])
                 suffix = " Nothing was charged."
-            log.warning(
-                "generation failed: %s",
-                error,
-                extra=outcome | {"status": "failed", "latency_ms": _since(started)},
-            )
-            yield Failure(error.user_message + suffix)
+            details |= {"status": outcome, "latency_ms": _since(started)}
+            log.warning("generation failed: %s", error, extra=details)
+            yield _failure(intent, outcome, error.user_message + suffix)
             return
         except BaseException as error:
             # Crashes, cancellation and an adapter closing the stream early all refund.
@@ -163,10 +183,16 @@ class Engine:
             raise
         breaker.record_success()
         charged = actual if actual is not None else hold.amount
+        await self._settle(hold, charged, intent)
+        metrics.REQUESTS.labels(intent.value, "done").inc()
+        metrics.JOB_DURATION.labels(intent.value).observe(time.monotonic() - started)
+        details |= {"status": "done", "cost": charged, "latency_ms": _since(started)}
+        log.info("request done", extra=details)
+
+    async def _settle(self, hold: Hold, charged: int, intent: Intent | None) -> None:
         await self.ledger.settle(hold, charged)
-        log.info(
-            "request done", extra=outcome | {"status": "done", "cost": charged, "latency_ms": _since(started)}
-        )
+        service = intent.value if intent else ROUTER_SERVICE
+        metrics.SPEND.labels(str(hold.scope), service).inc(charged / MICROS_PER_USD)
 
     @asynccontextmanager
     async def _admitted(self, hold: Hold) -> AsyncIterator[AsyncIterator[Status]]:
@@ -211,14 +237,14 @@ class Engine:
             demo=classifier.demo,
         )
         if isinstance(reservation, Refusal):
-            return Failure(budget_refusal(reservation, None))
+            return _failure(None, "refused", budget_refusal(reservation, None))
         try:
             answer = await classifier.classify(text)
         except Exception as error:
             await self.ledger.refund(reservation, note=f"classifier failed: {error!r}"[:500])
             log.warning("classifier failed (%r); answering as chat", error)
             return Route(Intent.CHAT, text, "fallback")
-        await self.ledger.settle(reservation, answer.cost)
+        await self._settle(reservation, answer.cost, None)
         return Route(answer.intent, answer.prompt.strip() or text, "classifier")
 
 
@@ -233,6 +259,20 @@ def budget_refusal(refusal: Refusal, intent: Intent | None) -> str:
     )
 
 
+def _failure(intent: Intent | None, outcome: str, message: str) -> Failure:
+    metrics.REQUESTS.labels(intent.value if intent else "unrouted", outcome).inc()
+    return Failure(message)
+
+
+def _since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+async def _no_statuses() -> AsyncIterator[Status]:
+    return
+    yield
+
+
 @asynccontextmanager
 async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """Close an async generator as soon as its consumer stops, not whenever it is collected,
@@ -243,12 +283,3 @@ async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator
         aclose = getattr(parts, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-def _since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
-
-
-async def _no_statuses() -> AsyncIterator[Status]:
-    return
-    yield

@@ -219,6 +219,11 @@ class Ledger:
     async def close(self) -> None:
         await self._db.close()
 
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        async with self._db.execute("SELECT 1") as cursor:
+            await cursor.fetchone()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error), one at a time."""
