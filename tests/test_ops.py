@@ -14,7 +14,6 @@ from core.health import Readiness
 from core.ledger import Ledger
 from core.parts import Intent, Request, Scope
 
-
 Ops = tuple[OpsServer, Readiness, httpx.AsyncClient]
 
 
