@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -53,11 +54,40 @@ class Engine:
         self.classifier = classifier
         self.admission = admission
         self.breakers = dict(breakers) if breakers else {intent: CircuitBreaker() for intent in Intent}
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    @property
+    def active(self) -> int:
+        """Requests being handled right now."""
+        return self._active
+
+    async def drain(self, grace_s: float) -> bool:
+        """Refuse new requests and wait up to ``grace_s`` for running ones to finish.
+        Returns whether everything finished; the caller cancels what is left (which refunds)."""
+        self._draining = True
+        try:
+            async with asyncio.timeout(grace_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def handle(self, request: Request) -> AsyncIterator[Part]:
         """Stream the answer to ``request``. Never raises (except cancellation): every problem
         becomes a ``Failure`` part, and whatever was reserved and not spent is refunded."""
         current_request.set(request)
+        if self._draining:
+            yield _failure(
+                request.intent,
+                "busy",
+                "I'm restarting right now. Please ask again in a minute. Nothing was charged.",
+            )
+            return
+        self._active += 1
+        self._idle.clear()
         try:
             async with closing_stream(self._handle(request)) as parts:
                 async for part in parts:
@@ -69,6 +99,10 @@ class Engine:
                 "failed",
                 f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.",
             )
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
 
     async def _handle(self, request: Request) -> AsyncIterator[Part]:
         received = time.monotonic()

@@ -214,3 +214,24 @@ async def test_classifier_failure_falls_back_to_chat_and_is_refunded(ledger: Led
 async def test_demo_runs_are_marked_as_demo(engine: Engine, ledger: Ledger) -> None:
     await collect(engine, "a fox")
     assert (await ledger.report(SCOPE)).recent[0].demo
+
+
+async def test_drain_refuses_new_work_and_waits_for_running_streams(ledger: Ledger) -> None:
+    gate = asyncio.Event()
+    generator = ScriptedGenerator(parts=[TextDelta("partial")], block=gate)
+    engine = engine_with(ledger, generator)
+    stream = engine.handle(Request(scope=SCOPE, user="ann", text="a fox", intent=Intent.IMAGE))
+    assert await anext(stream) == TextDelta("partial")
+    assert engine.active == 1
+
+    assert not await engine.drain(0.01)  # still running: the grace period runs out
+    [refused] = await collect(engine, "another fox")
+    assert isinstance(refused, Failure)
+    assert "restarting" in refused.message
+
+    drained = asyncio.create_task(engine.drain(5))
+    gate.set()
+    assert [part async for part in stream] == []
+    assert await drained
+    assert engine.active == 0
+    assert (await ledger.report(SCOPE)).used == 40_000
