@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from core import metrics
@@ -15,10 +17,23 @@ from core.breaker import CircuitBreaker
 from core.commands import MAX_PROMPT_CHARS, usage_hint
 from core.context import current_request
 from core.errors import GenerationError, ModerationError, ProviderUnavailable
-from core.generator import Generator
+from core.generator import Generator, Resumable
+from core.jobs import JobState, JobStore
 from core.ledger import Hold, Ledger, Refusal
 from core.money import MICROS_PER_USD, format_usd
-from core.parts import Failure, Intent, Part, Request, Status, TextDelta, Usage
+from core.parts import (
+    Audio,
+    Checkpoint,
+    Failure,
+    GeneratorPart,
+    Image,
+    Intent,
+    Part,
+    Request,
+    Status,
+    TextDelta,
+    Usage,
+)
 from core.router import Classifier, Route, route_by_rules
 
 log = logging.getLogger(__name__)
@@ -34,6 +49,15 @@ _WHAT: dict[Intent, str] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """A job from before a restart, ready to be rendered at ``request.destination``."""
+
+    request: Request
+    transaction_id: int
+    parts: AsyncIterator[Part]
+
+
 class Engine:
     """The platform-neutral heart of the bot. Adapters call ``handle`` and render its parts."""
 
@@ -45,6 +69,7 @@ class Engine:
         classifier: Classifier | None = None,
         admission: Admission | None = None,
         breakers: Mapping[Intent, CircuitBreaker] | None = None,
+        jobs: JobStore | None = None,
     ) -> None:
         missing = set(Intent) - set(generators)
         if missing:
@@ -54,6 +79,7 @@ class Engine:
         self.classifier = classifier
         self.admission = admission
         self.breakers = dict(breakers) if breakers else {intent: CircuitBreaker() for intent in Intent}
+        self.jobs = jobs
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -75,11 +101,16 @@ class Engine:
             return False
         return True
 
-    async def handle(self, request: Request) -> AsyncIterator[Part]:
+    def handle(self, request: Request) -> AsyncIterator[Part]:
         """Stream the answer to ``request``. Never raises (except cancellation): every problem
         becomes a ``Failure`` part, and whatever was reserved and not spent is refunded."""
+        return self._tracked(request, self._handle(request))
+
+    async def _tracked(self, request: Request, parts: AsyncIterator[Part]) -> AsyncIterator[Part]:
+        """Count the request as active (for ``drain``), tag its logs, and turn crashes into a Failure."""
         current_request.set(request)
         if self._draining:
+            await _close(parts)
             yield _failure(
                 request.intent,
                 "busy",
@@ -88,17 +119,23 @@ class Engine:
             return
         self._active += 1
         self._idle.clear()
+        consumer_left = False
         try:
-            async with closing_stream(self._handle(request)) as parts:
+            async with closing_stream(parts):
                 async for part in parts:
-                    yield part
+                    try:
+                        yield part
+                    except GeneratorExit:
+                        consumer_left = True
+                        raise
         except Exception:
             log.exception("request failed unexpectedly")
-            yield _failure(
-                request.intent,
-                "failed",
-                f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.",
-            )
+            if not consumer_left:  # nobody is listening any more, and a closing generator can't yield
+                yield _failure(
+                    request.intent,
+                    "failed",
+                    f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.",
+                )
         finally:
             self._active -= 1
             if not self._active:
@@ -154,38 +191,60 @@ class Engine:
         if isinstance(reservation, Refusal):
             yield _failure(route.intent, "refused", budget_refusal(reservation, route.intent))
             return
-        async with closing_stream(self._run(generator, route, request, reservation, received)) as parts:
-            async for part in parts:
+        if self.jobs is not None:
+            await self.jobs.create(request, intent=route.intent, prompt=route.prompt, hold=reservation)
+        run = self._run(
+            route, request, reservation, received, partial(generator.generate, route.prompt, request)
+        )
+        async with closing_stream(run):
+            async for part in run:
                 yield part
 
     async def _run(
-        self, generator: Generator, route: Route, request: Request, hold: Hold, received: float
+        self,
+        route: Route,
+        request: Request,
+        hold: Hold,
+        received: float,
+        generate: Callable[[], AsyncIterator[GeneratorPart]],
     ) -> AsyncIterator[Part]:
+        """Run one reserved job to its end: queue, generate, record, deliver, settle or refund."""
         intent = route.intent
         breaker = self.breakers[intent]
         actual: int | None = None
         started = time.monotonic()
         first_text = True
+        checkpointed = False
         details: dict[str, object] = {"service": intent.value, "route": route.source, "reserved": hold.amount}
         try:
             async with self._admitted(hold) as waiting:
                 async for status in waiting:
                     yield status
                 started = time.monotonic()
-                async with closing_stream(generator.generate(route.prompt, request)) as parts:
+                await self._advance(request, JobState.RUNNING)
+                parts = generate()
+                async with closing_stream(parts):
                     async for part in parts:
                         if isinstance(part, Usage):
                             actual = (actual or 0) + part.cost
-                            continue
-                        if first_text and isinstance(part, TextDelta):
-                            first_text = False
-                            metrics.TIME_TO_FIRST_TEXT.labels(intent.value).observe(
-                                time.monotonic() - received
-                            )
-                        yield part
+                        elif isinstance(part, Checkpoint):
+                            checkpointed = True
+                            if self.jobs is not None:
+                                await self.jobs.save_checkpoint(request.id, dict(part.data))
+                        elif isinstance(part, Image | Audio):
+                            await self._advance(request, JobState.DELIVERING)
+                            yield part
+                            await self._advance(request, JobState.DELIVERED)
+                        else:
+                            if first_text and isinstance(part, TextDelta):
+                                first_text = False
+                                waited = time.monotonic() - received
+                                metrics.TIME_TO_FIRST_TEXT.labels(intent.value).observe(waited)
+                            yield part
         except QueueFull:
             breaker.record_other()
             await self.ledger.refund(hold, note="queue full")
+            await self._advance(request, JobState.REFUNDED, error="queue full")
             yield _failure(
                 intent,
                 "busy",
@@ -202,26 +261,82 @@ class Engine:
                 breaker.record_other()
             if error.charge:
                 await self._settle(hold, actual if actual is not None else hold.amount, intent)
+                await self._advance(request, JobState.FAILED, error=str(error))
                 suffix = ""
             else:
                 await self.ledger.refund(hold, note=f"{outcome}: {error}"[:500])
+                await self._advance(request, JobState.REFUNDED, error=str(error))
                 suffix = " Nothing was charged."
             details |= {"status": outcome, "latency_ms": _since(started)}
             log.warning("generation failed: %s", error, extra=details)
             yield _failure(intent, outcome, error.user_message + suffix)
             return
         except BaseException as error:
-            # Crashes, cancellation and an adapter closing the stream early all refund.
             breaker.record_other()
+            if self._draining and checkpointed and self.jobs is not None:
+                # Shutting down mid-job: the provider keeps working and the next start resumes
+                # from the checkpoint, so the hold stays and nothing is refunded.
+                log.info("job left for resumption after restart", extra=details)
+                raise
+            # Crashes, cancellation and an adapter closing the stream early all refund.
             await self.ledger.refund(hold, note=f"interrupted: {error!r}"[:500])
+            await self._advance(request, JobState.REFUNDED, error=f"interrupted: {error!r}")
             raise
         breaker.record_success()
         charged = actual if actual is not None else hold.amount
         await self._settle(hold, charged, intent)
+        await self._advance(request, JobState.DONE)
         metrics.REQUESTS.labels(intent.value, "done").inc()
         metrics.JOB_DURATION.labels(intent.value).observe(time.monotonic() - started)
         details |= {"status": "done", "cost": charged, "latency_ms": _since(started)}
         log.info("request done", extra=details)
+
+    async def _advance(self, request: Request, state: JobState, *, error: str = "") -> None:
+        if self.jobs is not None:
+            await self.jobs.advance(request.id, state, error=error)
+
+    async def resume_unfinished(self) -> list[Resumption]:
+        """Pick up the jobs a previous process left unfinished. Call once at start-up, before
+        ``Ledger.sweep_orphans(keep=...)`` with the returned transaction ids.
+
+        A job with a checkpoint is resumed from it (never resubmitted) and delivered to its
+        destination; a delivered one is only charged; one that never reached its provider is
+        refunded and its requester told to ask again.
+        """
+        if self.jobs is None:
+            return []
+        resumptions: list[Resumption] = []
+        for job in await self.jobs.unfinished():
+            request = job.request()
+            hold = await self.ledger.hold_for(job.transaction_id)
+            generator = self.generators[job.intent]
+            if hold is None:
+                await self.jobs.advance(job.id, JobState.DONE, error="ledger closed before the restart")
+            elif job.state is JobState.DELIVERED:
+                await self._settle(hold, hold.amount, job.intent)
+                await self.jobs.advance(job.id, JobState.DONE)
+            elif job.checkpoint and isinstance(generator, Resumable):
+                log.info("resuming job %s (%s) from its checkpoint", job.id, job.intent.value)
+                checkpoint, resumable = job.checkpoint, generator
+                run = self._run(
+                    Route(job.intent, job.prompt, "resumed"),
+                    request,
+                    hold,
+                    time.monotonic(),
+                    partial(resumable.resume, checkpoint, job.prompt, request),
+                )
+                resumptions.append(Resumption(request, job.transaction_id, self._tracked(request, run)))
+            else:
+                await self.ledger.refund(hold, note="restarted before the provider had the job")
+                await self.jobs.advance(job.id, JobState.REFUNDED, error="restarted before submission")
+                apology = _failure(
+                    job.intent,
+                    "failed",
+                    f"I restarted before your request for {_WHAT[job.intent]} (“{job.prompt[:80]}”) "
+                    "reached the provider. Nothing was charged; please ask again.",
+                )
+                resumptions.append(Resumption(request, job.transaction_id, _single(apology)))
+        return resumptions
 
     async def _settle(self, hold: Hold, charged: int, intent: Intent | None) -> None:
         await self.ledger.settle(hold, charged)
@@ -302,6 +417,16 @@ def _since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
+async def _single(part: Part) -> AsyncIterator[Part]:
+    yield part
+
+
+async def _close(parts: AsyncIterator[object]) -> None:
+    aclose = getattr(parts, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 async def _no_statuses() -> AsyncIterator[Status]:
     return
     yield
@@ -314,6 +439,4 @@ async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator
     try:
         yield parts
     finally:
-        aclose = getattr(parts, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _close(parts)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol, runtime_checkable
 
 from core.parts import GeneratorPart, Intent, Request
 
@@ -26,4 +26,15 @@ class Generator(Protocol):
 
     def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
         """Stream the result. Long jobs yield ``Status`` while they wait."""
+        ...
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A generator whose paid jobs can be picked up after a restart from their ``Checkpoint``."""
+
+    def resume(
+        self, checkpoint: Mapping[str, str], prompt: str, request: Request
+    ) -> AsyncIterator[GeneratorPart]:
+        """Continue the job the checkpoint names (poll, download, yield the result); never resubmit."""
         ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -78,6 +78,26 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at TEXT NOT NULL
     );
     CREATE INDEX seen_events_by_time ON seen_events (seen_at);
+    """,
+    # 3: durable jobs, so a restart resumes paid work instead of losing or resubmitting it.
+    """
+    CREATE TABLE jobs (
+        id             TEXT PRIMARY KEY,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        scope          TEXT NOT NULL,
+        user           TEXT NOT NULL,
+        intent         TEXT NOT NULL,
+        prompt         TEXT NOT NULL,
+        state          TEXT NOT NULL CHECK (state IN
+                       ('queued', 'running', 'delivering', 'delivered', 'done', 'failed', 'refunded')),
+        transaction_id INTEGER NOT NULL REFERENCES transactions (id),
+        destination    TEXT,
+        checkpoint     TEXT,
+        error          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX jobs_unfinished ON jobs (state)
+        WHERE state IN ('queued', 'running', 'delivering', 'delivered');
     """,
 )
 
@@ -327,13 +347,24 @@ class Ledger:
         if cursor.rowcount != 1:
             log.warning("transaction %d was already closed", hold.transaction_id)
 
-    async def sweep_orphans(self) -> int:
-        """Release every hold left by a process that died mid-work. Run once at start-up."""
+    async def hold_for(self, transaction_id: int) -> Hold | None:
+        """The open hold of a transaction (for resuming a job after a restart), if still held."""
+        async with self._db.execute(
+            "SELECT scope, period, reserved FROM transactions WHERE id = ? AND status = 'held'",
+            (transaction_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Hold(transaction_id, Scope.parse(row[0]), row[1], int(row[2])) if row else None
+
+    async def sweep_orphans(self, *, keep: Collection[int] = ()) -> int:
+        """Release every hold left by a process that died mid-work, except the transactions in
+        ``keep`` (jobs being resumed). Run once at start-up."""
         async with self.transaction() as db:
             cursor = await db.execute(
                 "UPDATE transactions SET status = 'orphaned', settled_at = ?, "
-                "note = 'released at start-up' WHERE status = 'held'",
-                (self._clock().isoformat(),),
+                "note = 'released at start-up' WHERE status = 'held' "
+                f"AND id NOT IN ({', '.join('?' * len(keep))})",
+                (self._clock().isoformat(), *keep),
             )
             swept = cursor.rowcount
             await db.execute(

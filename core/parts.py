@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -40,6 +41,19 @@ def new_request_id() -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Destination:
+    """Where a request's answer goes, in the platform's own ids, so a restarted bot can still
+    deliver a long job (e.g. a song) to the right channel and thread."""
+
+    platform: str
+    channel: str
+    thread: str | None = None
+    message: str | None = None
+    """The message being answered (a mention, or a slash command's anchor)."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """One thing a user asked for. Slash commands set ``intent``; mentions leave it to the router."""
 
@@ -48,6 +62,7 @@ class Request:
     text: str
     intent: Intent | None = None
     id: str = field(default_factory=new_request_id)
+    destination: Destination | None = None
 
 
 # --- parts a generator yields and an adapter renders -------------------------------------------
@@ -100,6 +115,14 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a generator needs to pick up a paid job after a restart (the provider's task id or
+    polling URL), yielded right after the job is submitted. Consumed by the core."""
+
+    data: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """A generator's report of what the work actually cost, in micro-dollars. Consumed by the core."""
 
@@ -108,6 +131,6 @@ class Usage:
 
 Media = Image | Audio
 Part = TextDelta | Status | Image | Audio | Failure
-"""What ``handle`` yields to adapters (``Usage`` never leaves the core)."""
-GeneratorPart = TextDelta | Status | Image | Audio | Usage
+"""What ``handle`` yields to adapters (``Usage`` and ``Checkpoint`` never leave the core)."""
+GeneratorPart = TextDelta | Status | Image | Audio | Usage | Checkpoint
 """What generators yield; they report failure by raising ``GenerationError``."""

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from core.parts import Intent
 
-RouteSource = Literal["command", "rule", "classifier", "fallback"]
+RouteSource = Literal["command", "rule", "classifier", "fallback", "resumed"]
 
 
 @dataclass(frozen=True, slots=True)

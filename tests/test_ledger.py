@@ -172,7 +172,7 @@ async def test_schema_is_versioned_and_migrated_once(tmp_path: Path) -> None:
         await (await Ledger.open(url, default_limit=1)).close()
     async with aiosqlite.connect(tmp_path / "v.db") as db:
         async with db.execute("PRAGMA user_version") as cursor:
-            assert (await cursor.fetchone()) == (2,)
+            assert (await cursor.fetchone()) == (3,)
         async with db.execute("PRAGMA journal_mode") as cursor:
             assert (await cursor.fetchone()) == ("wal",)
 

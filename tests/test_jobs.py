@@ -1,0 +1,207 @@
+"""Durable jobs: rows for every generation, resumption from a checkpoint after a restart, charged once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.engine import Engine
+from core.jobs import JobState, JobStore
+from core.ledger import Ledger
+from core.parts import (
+    Audio,
+    Checkpoint,
+    Destination,
+    Failure,
+    GeneratorPart,
+    Intent,
+    Part,
+    Request,
+    Scope,
+    Status,
+)
+from tests.conftest import DEFAULT_LIMIT, demo_engine
+
+SCOPE = Scope("discord", "guild-1")
+DESTINATION = Destination(platform="discord", channel="chan-9", message="msg-3", extra={"guild": "guild-1"})
+SONG = Audio(data=b"RIFF....", filename="song.wav", mime_type="audio/wav", title="The Sea")
+
+
+@dataclass
+class SlowSong:
+    """Submits (yielding a checkpoint), then polls until the test lets it finish."""
+
+    intent: Intent = Intent.SONG
+    demo: bool = False
+    submitted: list[str] = field(default_factory=list)
+    resumed: list[Mapping[str, str]] = field(default_factory=list)
+    finish: asyncio.Event = field(default_factory=asyncio.Event)
+    checkpoint_first: bool = True
+
+    def estimate(self, prompt: str) -> int:
+        return 50_000
+
+    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        yield Status("Submitting…")
+        if self.checkpoint_first:
+            self.submitted.append(prompt)
+            yield Checkpoint({"work_id": f"work-{len(self.submitted)}"})
+        yield Status("Generating…")
+        await self.finish.wait()
+        yield SONG
+
+    async def resume(
+        self, checkpoint: Mapping[str, str], prompt: str, request: Request
+    ) -> AsyncIterator[GeneratorPart]:
+        self.resumed.append(checkpoint)
+        yield Status("Still generating…")
+        yield SONG
+
+
+def song_engine(ledger: Ledger, song: SlowSong) -> Engine:
+    generators = dict(demo_engine(ledger).generators)
+    generators[Intent.SONG] = song
+    return Engine(ledger=ledger, generators=generators, jobs=JobStore(ledger))
+
+
+def song_request() -> Request:
+    return Request(scope=SCOPE, user="ann", text="the sea", intent=Intent.SONG, destination=DESTINATION)
+
+
+async def test_every_generation_is_a_job_row_that_ends_done(ledger: Ledger) -> None:
+    song = SlowSong()
+    song.finish.set()
+    engine = song_engine(ledger, song)
+    request = song_request()
+    parts = [part async for part in engine.handle(request)]
+    assert parts[-1] == SONG
+    job = await JobStore(ledger).get(request.id)
+    assert job is not None
+    assert (job.state, job.checkpoint, job.destination) == (JobState.DONE, {"work_id": "work-1"}, DESTINATION)
+    assert (await ledger.report(SCOPE)).used == 50_000
+
+
+async def test_shutdown_mid_job_keeps_it_and_the_next_start_resumes_it_charged_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    song = SlowSong()
+    engine = song_engine(ledger, song)
+    request = song_request()
+    seen: list[Part] = []
+    generating = asyncio.Event()
+
+    async def consume() -> None:
+        async for part in engine.handle(request):
+            seen.append(part)
+            if part == Status("Generating…"):
+                generating.set()
+
+    task = asyncio.create_task(consume())
+    await generating.wait()
+    assert not await engine.drain(0.01)  # the song is still cooking when the grace period ends
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert (await ledger.report(SCOPE)).held == 50_000  # not refunded: the provider is still working
+    await ledger.close()
+
+    # The next process: the job is resumed from its checkpoint, never resubmitted.
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    try:
+        restarted_song = SlowSong()
+        engine = song_engine(ledger, restarted_song)
+        [resumption] = await engine.resume_unfinished()
+        assert await ledger.sweep_orphans(keep=[resumption.transaction_id]) == 0
+        assert resumption.request.destination == DESTINATION
+        assert resumption.request.id == request.id
+        parts = [part async for part in resumption.parts]
+        assert parts == [Status("Still generating…"), SONG]
+        assert restarted_song.submitted == []
+        assert restarted_song.resumed == [{"work_id": "work-1"}]
+        report = await ledger.report(SCOPE)
+        assert (report.used, report.held) == (50_000, 0)
+        assert [row.status for row in report.recent] == ["charged"]
+        job = await JobStore(ledger).get(request.id)
+        assert job is not None
+        assert job.state is JobState.DONE
+        assert await engine.resume_unfinished() == []  # delivered once
+    finally:
+        await ledger.close()
+
+
+async def test_a_job_that_never_reached_its_provider_is_refunded_with_an_apology(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    song = SlowSong(checkpoint_first=False)
+    engine = song_engine(ledger, song)
+    stream = engine.handle(song_request())
+    assert await anext(stream) == Status("Submitting…")
+    await ledger.close()  # the process dies here: no refund, no checkpoint
+
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    try:
+        [resumption] = await song_engine(ledger, SlowSong()).resume_unfinished()
+        [apology] = [part async for part in resumption.parts]
+        assert isinstance(apology, Failure)
+        assert "I restarted before your request for a song (“the sea”)" in apology.message
+        assert "Nothing was charged" in apology.message
+        report = await ledger.report(SCOPE)
+        assert (report.used, report.held, report.recent[0].status) == (0, 0, "refunded")
+    finally:
+        await ledger.close()
+        await crashed(stream)
+
+
+async def test_a_crash_during_delivery_delivers_again_and_charges_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    song = SlowSong()
+    song.finish.set()
+    stream = song_engine(ledger, song).handle(song_request())
+    while not isinstance(await anext(stream), Audio):
+        pass
+    await ledger.close()  # dies while the platform upload is in flight: was it delivered? unknown
+
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    try:
+        [resumption] = await song_engine(ledger, SlowSong()).resume_unfinished()
+        assert [part async for part in resumption.parts][-1] == SONG  # at least once
+        report = await ledger.report(SCOPE)
+        assert (report.used, report.held) == (50_000, 0)
+    finally:
+        await ledger.close()
+        await crashed(stream)
+
+
+async def test_a_delivered_job_is_only_charged_after_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    song = SlowSong()
+    song.finish.set()
+    request = song_request()
+    stream = song_engine(ledger, song).handle(request)
+    while not isinstance(await anext(stream), Audio):
+        pass
+    await JobStore(ledger).advance(request.id, JobState.DELIVERED)  # the upload returned, then: crash
+    await ledger.close()
+
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    try:
+        engine = song_engine(ledger, SlowSong())
+        assert await engine.resume_unfinished() == []  # nothing to deliver again
+        report = await ledger.report(SCOPE)
+        assert (report.used, report.held) == (50_000, 0)
+        job = await JobStore(ledger).get(request.id)
+        assert job is not None
+        assert job.state is JobState.DONE
+    finally:
+        await ledger.close()
+        await crashed(stream)
+
+
+async def crashed(stream: AsyncIterator[Part]) -> None:
+    """Dispose of a stream whose process "died": its clean-up finds the database gone."""
+    with contextlib.suppress(ValueError):
+        await stream.aclose()  # type: ignore[attr-defined]
