@@ -13,7 +13,9 @@ RUNS = 5
 
 
 def time_to_ready(directory: str) -> float:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "BFL_", "SONG_"))}
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "BFL_", "SONG_"))
+    }
     env["DATABASE_URL"] = f"sqlite:///{directory}/startup.db"
     started = time.perf_counter()
     process = subprocess.Popen(
