@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 from bot.wiring import App, open_app
 from core.budget import format_report
@@ -39,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start the platform adapters whose credentials are set")
     run.set_defaults(handler=cmd_run)
 
+    manifest = commands.add_parser("slack-manifest", help="print the manifest to create the Slack app from")
+    manifest.add_argument("--name", default="Studio Bot", help="the app's name in Slack (default Studio Bot)")
+    manifest.add_argument(
+        "--request-url",
+        metavar="URL",
+        help="public base URL for HTTP mode, e.g. https://bot.example.com (default: Socket Mode)",
+    )
+    manifest.set_defaults(handler=cmd_slack_manifest)
+
+    invite = commands.add_parser("discord-invite", help="print the URL that adds the bot to a Discord server")
+    invite.set_defaults(handler=cmd_discord_invite)
+
     budget = commands.add_parser("budget", help="show or change a scope's monthly budget")
     actions = budget.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="show a scope's budget (default console:local)")
@@ -54,10 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(settings: Settings, *, quiet: bool = False) -> None:
-    level = max(logging.WARNING, logging.getLevelName(settings.log_level)) if quiet else settings.log_level
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+def start_logging(settings: Settings, *, interactive: bool) -> None:
+    """JSON lines for services; terminal commands log only warnings, as text."""
+    level = settings.log_level
+    if interactive and logging.getLevelName(level) < logging.WARNING:
+        level = "WARNING"
+    configure_logging(
+        level=level,
+        json_lines=settings.log_format == "json" and not interactive,
+        secrets=settings.secret_values(),
     )
 
 
@@ -78,7 +97,79 @@ PlatformStarter = Callable[[App], Coroutine[Any, Any, None]]
 def platform_starters(settings: Settings) -> dict[str, PlatformStarter]:
     """The platform adapters whose credentials are set, by name; each runs until cancelled."""
     starters: dict[str, PlatformStarter] = {}
+    if settings.discord_token is not None:
+        starters["discord"] = start_discord
+    if settings.slack_bot_token:
+        if not (settings.slack_app_token or settings.slack_signing_secret):
+            raise UsageError(
+                "SLACK_BOT_TOKEN is set, but Slack also needs SLACK_APP_TOKEN (Socket Mode) or "
+                "SLACK_SIGNING_SECRET (HTTP mode on SLACK_PORT). See docs/slack.md."
+            )
+        starters["slack"] = start_slack
     return starters
+
+
+async def start_slack(app: App) -> None:
+    """Run the Slack adapter (Socket Mode with SLACK_APP_TOKEN, else HTTP) until cancelled."""
+    from adapters.slack import SlackConfig, SlackStartupError, run_slack
+
+    settings = app.settings
+    if not settings.slack_bot_token:
+        raise UsageError("SLACK_BOT_TOKEN is not set.")
+    config = SlackConfig(
+        bot_token=settings.slack_bot_token.get_secret_value(),
+        app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+        signing_secret=(
+            settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+        ),
+        port=settings.slack_port,
+        api_url=settings.slack_api_url,
+        admin_ids=frozenset(settings.slack_admin_ids),
+        budget_visible_to=settings.budget_visible_to,
+    )
+    try:
+        await run_slack(config, engine=app.engine, ledger=app.ledger, clock=app.clock)
+    except SlackStartupError as error:
+        raise UsageError(f"{error}.") from None
+
+
+async def cmd_slack_manifest(settings: Settings, args: argparse.Namespace) -> None:
+    from adapters.slack import app_manifest
+
+    manifest = app_manifest(name=args.name, request_url=args.request_url)
+    print(json.dumps(manifest, indent=2, ensure_ascii=False))
+
+
+async def start_discord(app: App) -> None:
+    """Run the Discord adapter with the Discord settings until cancelled."""
+    from adapters.discord import DiscordConfig, run_discord
+
+    settings = app.settings
+    if settings.discord_token is None:
+        raise UsageError("DISCORD_TOKEN is not set.")
+    config = DiscordConfig(
+        token=settings.discord_token.get_secret_value(),
+        api_url=settings.discord_api_url,
+        gateway_url=settings.discord_gateway_url,
+        guild_ids=tuple(int(guild_id) for guild_id in settings.discord_guild_ids),
+        allow_dms=settings.discord_allow_dms,
+        budget_visible_to=settings.budget_visible_to,
+    )
+    await run_discord(config, engine=app.engine, ledger=app.ledger, clock=app.clock)
+
+
+async def cmd_discord_invite(settings: Settings, args: argparse.Namespace) -> None:
+    from adapters.discord import application_id_from_token, invite_url
+
+    application_id = settings.discord_application_id
+    if application_id is None:
+        if settings.discord_token is None:
+            raise UsageError("Set DISCORD_TOKEN (or DISCORD_APPLICATION_ID) to build the invite link.")
+        try:
+            application_id = application_id_from_token(settings.discord_token.get_secret_value())
+        except ValueError as error:
+            raise UsageError(f"Can't build the invite link: {error}.") from None
+    print(invite_url(application_id))
 
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
@@ -134,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(error, file=sys.stderr)
         return 2
-    configure_logging(settings, quiet=args.command != "run")
+    start_logging(settings, interactive=args.command != "run")
     try:
         asyncio.run(args.handler(settings, args))
     except UsageError as error:

@@ -10,9 +10,12 @@ import httpx
 
 from bot.providers import Providers, build_providers, log_providers
 from bot.settings import Settings
+from core.admission import Admission
+from core.breaker import CircuitBreaker
 from core.clock import Clock, SystemClock
 from core.engine import Engine
 from core.ledger import Ledger
+from core.parts import Intent
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,29 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+def build_engine(settings: Settings, *, providers: Providers, ledger: Ledger, clock: Clock) -> Engine:
+    admission = Admission(
+        max_jobs=settings.max_jobs,
+        max_jobs_per_scope=settings.max_jobs_per_scope,
+        max_queue=settings.max_queue,
+        user_requests_per_minute=settings.user_requests_per_minute,
+        clock=clock,
+    )
+    breakers = {
+        intent: CircuitBreaker(
+            threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s, clock=clock
+        )
+        for intent in Intent
+    }
+    return Engine(
+        ledger=ledger,
+        generators=providers.generators,
+        classifier=providers.classifier,
+        admission=admission,
+        breakers=breakers,
+    )
+
+
 @asynccontextmanager
 async def open_app(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[App]:
     clock = clock or SystemClock()
@@ -49,7 +75,7 @@ async def open_app(settings: Settings, *, clock: Clock | None = None) -> AsyncIt
         async with http_client(settings) as http:
             providers = build_providers(settings, http=http, clock=clock)
             log_providers(providers)
-            engine = Engine(ledger=ledger, generators=providers.generators, classifier=providers.classifier)
+            engine = build_engine(settings, providers=providers, ledger=ledger, clock=clock)
             yield App(
                 settings=settings, engine=engine, ledger=ledger, http=http, providers=providers, clock=clock
             )

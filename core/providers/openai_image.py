@@ -1,0 +1,114 @@
+"""Images from the OpenAI images API, for operators without a Black Forest Labs account."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import httpx
+import openai
+
+from core.clock import Clock
+from core.demo.image import slug
+from core.errors import GenerationError
+from core.parts import GeneratorPart, Image, Intent, Request, Status
+from core.providers.failures import openai_failure
+from core.providers.http import RetryPolicy, download, extension
+
+SERVICE = "image service"
+
+ImageSize = Literal["1024x1024", "1536x1024", "1024x1536", "1792x1024", "1024x1792"]
+
+
+def image_size(model: str, width: int, height: int) -> ImageSize:
+    """The supported size closest in shape to ``width`` × ``height`` for this model family."""
+    if width == height:
+        return "1024x1024"
+    if model.startswith("dall-e"):
+        return "1792x1024" if width > height else "1024x1792"
+    return "1536x1024" if width > height else "1024x1536"
+
+
+class OpenAIImageGenerator:
+    """``images.generate`` with one image, returned as base64 (or, from older models, a URL)."""
+
+    intent = Intent.IMAGE
+    demo = False
+
+    def __init__(
+        self,
+        *,
+        client: openai.AsyncOpenAI,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        model: str,
+        quality: str,
+        width: int,
+        height: int,
+        timeout_s: float,
+        cost: int,
+        policy: RetryPolicy,
+    ) -> None:
+        self._client = client
+        self._http = http
+        self._clock = clock
+        self._model = model
+        self._quality = quality
+        self._size = image_size(model, width, height)
+        self._timeout_s = timeout_s
+        self._cost = cost
+        self._policy = policy
+
+    def estimate(self, prompt: str) -> int:
+        return self._cost
+
+    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        yield Status("Drawing…")
+        # gpt-image models always answer in base64 and reject response_format; DALL·E needs it
+        # and has its own quality names.
+        extra: dict[str, Any] = (
+            {"response_format": "b64_json"}
+            if self._model.startswith("dall-e")
+            else {"quality": self._quality}
+        )
+        try:
+            response = await self._client.images.generate(
+                model=self._model, prompt=prompt, n=1, size=self._size, timeout=self._timeout_s, **extra
+            )
+        except openai.OpenAIError as error:
+            raise openai_failure(SERVICE, error) from error
+        picture = response.data[0] if response.data else None
+        if picture is not None and picture.b64_json:
+            try:
+                data = base64.b64decode(picture.b64_json, validate=True)
+            except binascii.Error as error:
+                raise GenerationError(f"The {SERVICE} sent an image I couldn't read.") from error
+            mime_type = sniff_image_type(data)
+        elif picture is not None and picture.url:
+            yield Status("Downloading the image…")
+            image = await download(
+                self._http, picture.url, clock=self._clock, policy=self._policy, service=SERVICE, what="image"
+            )
+            data, mime_type = image.data, image.mime_type
+        else:
+            raise GenerationError(f"The {SERVICE} finished without an image.", detail=repr(response)[:300])
+        yield Image(
+            data=data,
+            filename=f"{slug(prompt)}.{extension(mime_type, 'png')}",
+            mime_type=mime_type,
+            prompt=prompt,
+            title=(picture.revised_prompt or prompt)[:200],
+        )
+
+
+def sniff_image_type(data: bytes) -> str:
+    """PNG, JPEG or WebP from the file's magic bytes; an image service may send any of them."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise GenerationError(f"The {SERVICE} sent something that isn't an image.", detail=repr(data[:16]))

@@ -1,0 +1,162 @@
+"""Research papers and chat answers streamed from any OpenAI-compatible chat-completions server.
+
+Charging: the engine reserves the configured per-answer allowance (``RESEARCH_COST_USD``,
+``CHAT_COST_USD``). Before each call the output is capped (``max_completion_tokens``) at what the
+allowance still buys after a worst-case count of the input tokens, so the actual cost, computed from
+the usage the server reports, cannot exceed the reservation. Without a usage report (a cut stream, a
+server that ignores ``include_usage``) the cost is estimated from the text; without a price for the
+model, the allowance is charged as a flat fee.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import openai
+from openai.types import CompletionUsage
+
+from core.errors import GenerationError, ModerationError
+from core.money import format_usd
+from core.parts import GeneratorPart, Intent, Request, TextDelta, Usage
+from core.providers.failures import openai_failure
+from core.providers.pricing import TokenPrice, estimated_tokens, worst_case_tokens
+
+log = logging.getLogger(__name__)
+
+SERVICE = "text service"
+MIN_OUTPUT_TOKENS = 64
+
+RESEARCH_INSTRUCTIONS = """\
+You write short, well-structured research papers in Markdown for a team chat.
+Structure, with nothing before it:
+# <Title>
+**Abstract.** <one paragraph>
+## Introduction, then three to five ## sections on the substance, then ## Conclusion
+## References: a numbered list of real, checkable sources (authors, title, venue or publisher, year).
+Cite them in the text as [1], [2]. Only list sources you are confident exist; if you know none,
+say so under References instead of inventing any. Be accurate, concrete and concise."""
+
+CHAT_INSTRUCTIONS = """\
+You are a friendly, knowledgeable assistant in a Discord or Slack chat. Answer concisely in
+Markdown. If someone wants a picture, a song or a research paper, you may mention the /imagine,
+/song and /research commands."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextModel:
+    """A chat-completions model and how it is paid for."""
+
+    name: str
+    price: TokenPrice | None
+    """``None`` when no price is configured: the allowance is then charged as a flat fee."""
+    allowance: int
+    """Micro-dollars reserved per call: the most one call may cost."""
+    max_output_tokens: int
+    """A cap on the answer's length whatever the allowance would buy."""
+
+    def output_limit(self, *messages: str) -> int:
+        """The largest ``max_completion_tokens`` that keeps the call within the allowance."""
+        if self.price is None:
+            return self.max_output_tokens
+        affordable = self.price.affordable_output(self.allowance, worst_case_tokens(*messages))
+        return min(self.max_output_tokens, affordable)
+
+    def charge(self, usage: CompletionUsage | None, *messages: str, written: str) -> int:
+        """The actual cost from ``usage``, else an estimate from the text; never above the allowance."""
+        if self.price is None:
+            return self.allowance
+        if usage is None:
+            cost = self.price.cost(estimated_tokens(*messages), estimated_tokens(written))
+        else:
+            cost = self.price.cost(usage.prompt_tokens, usage.completion_tokens)
+        if cost > self.allowance:
+            # Only a server that ignored max_completion_tokens gets here; the person was promised
+            # no more than the reservation.
+            log.warning(
+                "%s cost %d exceeds its allowance %d; charging the allowance", self.name, cost, self.allowance
+            )
+            return self.allowance
+        return cost
+
+
+class OpenAITextGenerator:
+    """Streams an answer from ``chat.completions`` and reports its token cost as ``Usage``."""
+
+    demo = False
+
+    def __init__(
+        self, *, client: openai.AsyncOpenAI, intent: Intent, model: TextModel, instructions: str
+    ) -> None:
+        self.intent = intent
+        self._client = client
+        self._model = model
+        self._instructions = instructions
+
+    def estimate(self, prompt: str) -> int:
+        return self._model.allowance
+
+    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        limit = self._model.output_limit(self._instructions, prompt)
+        if limit < MIN_OUTPUT_TOKENS:
+            raise GenerationError(
+                "That prompt is too long to answer within the allowance for one answer. Please shorten it.",
+                detail=f"only {limit} output tokens affordable",
+            )
+        written: list[str] = []
+        usage: CompletionUsage | None = None
+        finish: str | None = None
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self._model.name,
+                messages=[
+                    {"role": "system", "content": self._instructions},
+                    {"role": "user", "content": prompt},
+                ],
+                stream=True,
+                stream_options={"include_usage": True},
+                max_completion_tokens=limit,
+            )
+            async with stream:
+                async for chunk in stream:
+                    usage = chunk.usage or usage
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        if choice.delta.content:
+                            written.append(choice.delta.content)
+                            yield TextDelta(choice.delta.content)
+        except (openai.OpenAIError, httpx.HTTPError, ValueError) as error:
+            failure = openai_failure(SERVICE, error) if isinstance(error, openai.OpenAIError) else None
+            if not written or isinstance(failure, ModerationError):
+                raise failure or GenerationError(
+                    f"The {SERVICE} sent a broken reply ({type(error).__name__}).", detail=repr(error)
+                ) from error
+            cost = self._model.charge(None, self._instructions, prompt, written="".join(written))
+            yield Usage(cost)
+            raise GenerationError(
+                f"The {SERVICE}'s answer broke off mid-way ({type(error).__name__}), so the text above is "
+                f"incomplete. It was charged at an estimated {format_usd(cost)} for what was written.",
+                detail=repr(error),
+                charge=True,
+            ) from error
+        if finish == "content_filter":
+            raise ModerationError(f"The {SERVICE} stopped this answer on content grounds.")
+        if finish == "length":
+            yield TextDelta("\n\n_(Cut short: this is as long as one answer can be.)_")
+        if usage is None:
+            log.info("%s reported no usage; charging an estimate", self._model.name)
+        yield Usage(self._model.charge(usage, self._instructions, prompt, written="".join(written)))
+
+
+def research_generator(client: openai.AsyncOpenAI, model: TextModel) -> OpenAITextGenerator:
+    """Research papers: title, abstract, sections and references, streamed."""
+    return OpenAITextGenerator(
+        client=client, intent=Intent.RESEARCH, model=model, instructions=RESEARCH_INSTRUCTIONS
+    )
+
+
+def chat_generator(client: openai.AsyncOpenAI, model: TextModel) -> OpenAITextGenerator:
+    """Plain conversation: greetings, questions, anything that is not a paid media request."""
+    return OpenAITextGenerator(client=client, intent=Intent.CHAT, model=model, instructions=CHAT_INSTRUCTIONS)

@@ -1,0 +1,134 @@
+"""A fake OpenAI-compatible server: SSE chat streams with a usage chunk, JSON completions, images."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.provider_server import ProviderServer, Reply, take
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A streamed chat completion: ``text`` in word-sized chunks, then finish, usage and ``[DONE]``.
+
+    ``cut_after`` drops the connection after that many content chunks; ``garbage_after`` sends a
+    line that is not JSON after that many; ``error_after`` sends an SSE error event instead.
+    """
+
+    text: str = "Hello there."
+    usage: tuple[int, int] | None = (100, 200)
+    finish_reason: str = "stop"
+    cut_after: int | None = None
+    garbage_after: int | None = None
+    error_after: int | None = None
+
+
+def completion(content: str, *, usage: tuple[int, int] | None = (50, 10), model: str = "m") -> dict[str, Any]:
+    """A non-streamed ``chat.completion`` body whose message says ``content``."""
+    body: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+    }
+    if usage is not None:
+        body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+    return body
+
+
+def route(intent: str, prompt: str, **kwargs: Any) -> Reply:
+    """A classifier answer, as the structured-output JSON a model would write."""
+    return Reply(body=completion(json.dumps({"intent": intent, "prompt": prompt}), **kwargs))
+
+
+def error(
+    status: int, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+) -> Reply:
+    """An OpenAI-style error body."""
+    body = {"error": {"message": message, "type": "error", "param": None, "code": code}}
+    return Reply(status, body, headers or {})
+
+
+class FakeOpenAI(ProviderServer):
+    """Serves ``/v1/chat/completions`` (from ``chat``) and ``/v1/images/generations`` (``images``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chat: deque[Stream | Reply] = deque()
+        self.images: deque[Reply] = deque()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/images/generations", self._images)
+
+    def bodies(self, path: str = "/v1/chat/completions") -> list[Any]:
+        return [seen.body for seen in self.requests(path)]
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        answer = take(self.chat, error(500, "nothing scripted"))
+        if isinstance(answer, Reply):
+            return answer.response()
+        body = await request.json()
+        return await self._stream(request, answer, model=body.get("model", "m"))
+
+    async def _images(self, request: web.Request) -> web.Response:
+        reply: Reply = take(self.images, error(500, "nothing scripted"))
+        return reply.response()
+
+    async def _stream(self, request: web.Request, stream: Stream, *, model: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+
+        def chunk(choices: list[Any], usage: dict[str, int] | None = None) -> bytes:
+            body = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1_700_000_000,
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+            }
+            return f"data: {json.dumps(body)}\n\n".encode()
+
+        pieces = re.findall(r"\S+\s*", stream.text)
+        for number, piece in enumerate(pieces):
+            if number == stream.cut_after:
+                assert request.transport is not None
+                request.transport.close()  # mid-body: the client sees an incomplete chunked read
+                await asyncio.sleep(0)
+                return response
+            if number == stream.garbage_after:
+                await response.write(b"data: {this is not json\n\n")
+            if number == stream.error_after:
+                await response.write(
+                    b'event: error\ndata: {"error": {"message": "overloaded mid-stream"}}\n\n'
+                )
+            delta = {"content": piece} if number else {"role": "assistant", "content": piece}
+            await response.write(chunk([{"index": 0, "delta": delta, "finish_reason": None}]))
+        await response.write(chunk([{"index": 0, "delta": {}, "finish_reason": stream.finish_reason}]))
+        if stream.usage is not None:
+            prompt, written = stream.usage
+            usage = {"prompt_tokens": prompt, "completion_tokens": written, "total_tokens": prompt + written}
+            await response.write(chunk([], usage))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
