@@ -1,0 +1,656 @@
+"""A fake Discord for tests: REST and gateway websocket on 127.0.0.1, enough for discord.py 2.7.
+
+It keeps every REST call (with the time from an injectable clock), every message with all its
+versions, the synced slash commands and interaction responses, and it can answer a route with
+429 a given number of times, the way Discord does (``Via`` header, ``retry_after`` in the body).
+Tests drive the gateway with ``mention`` and ``slash`` and wait on ``wait_until``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import BodyPartReader, WSMsgType, web
+
+API_PREFIX = "/api/v10"
+GATEWAY_PATH = "/gateway"
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+ATTACHMENT_SIZE_LIMIT = 10 * 2**20
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One file attached to a request."""
+
+    filename: str
+    data: bytes
+    id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """One REST request as the fake received it."""
+
+    method: str
+    path: str
+    body: Any
+    files: tuple[Upload, ...]
+    at: float
+    status: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Version:
+    """A message as it looked after one create or edit."""
+
+    content: str
+    embeds: tuple[Json, ...]
+    attachments: tuple[Upload, ...]
+    flags: int
+    at: float
+
+    @property
+    def description(self) -> str:
+        return str(self.embeds[0].get("description", "")) if self.embeds else ""
+
+    @property
+    def footer(self) -> str:
+        return str(self.embeds[0].get("footer", {}).get("text", "")) if self.embeds else ""
+
+    @property
+    def colour(self) -> int | None:
+        return self.embeds[0].get("color") if self.embeds else None
+
+
+@dataclass(slots=True, kw_only=True)
+class FakeMessage:
+    id: str
+    channel_id: str
+    guild_id: str | None
+    author: Json
+    reference: str | None
+    interaction_token: str | None = None
+    deleted: bool = False
+    versions: list[Version] = field(default_factory=list)
+
+    @property
+    def current(self) -> Version:
+        return self.versions[-1]
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.current.flags & EPHEMERAL)
+
+    @property
+    def edit_times(self) -> list[float]:
+        return [version.at for version in self.versions]
+
+
+@dataclass(slots=True, kw_only=True)
+class FakeInteraction:
+    id: str
+    token: str
+    channel_id: str
+    callbacks: list[Json] = field(default_factory=list)
+    original: str | None = None
+
+
+class FakeDiscord:
+    """The fake server. ``async with FakeDiscord() as fake:`` starts it on a free port."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, retry_after: float = 0.01) -> None:
+        self._clock = clock
+        self._retry_after = retry_after
+        self._ids = itertools.count(1_300_000_000_000_000_001)
+        self.application_id = self.snowflake()
+        self.bot_user: Json = self.user(self.application_id, "studio-bot", bot=True)
+        self.token = base64.b64encode(self.application_id.encode()).decode().rstrip("=") + ".fake.token"
+        self.guild_id = self.snowflake()
+        self.channel_id = self.snowflake()
+        self.thread_id = self.snowflake()
+        self.dm_channel_id = self.snowflake()
+        self.calls: list[Call] = []
+        self.messages: dict[str, FakeMessage] = {}
+        self.interactions: dict[str, FakeInteraction] = {}
+        self.synced: dict[str | None, list[Json]] = {}
+        self.identified: list[Json] = []
+        self._faults: list[list[Any]] = []
+        self._sockets: list[web.WebSocketResponse] = []
+        self._sequence = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeDiscord:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_get(GATEWAY_PATH, self._gateway)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for socket in self._sockets:
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{GATEWAY_PATH}"
+
+    # --- payload builders -------------------------------------------------------------------------
+
+    def snowflake(self) -> str:
+        return str(next(self._ids))
+
+    @staticmethod
+    def user(user_id: str, name: str, *, bot: bool = False) -> Json:
+        return {
+            "id": user_id,
+            "username": name,
+            "discriminator": "0",
+            "global_name": name,
+            "avatar": None,
+            "bot": bot,
+        }
+
+    def member(self, user: Json, *, permissions: int = 0) -> Json:
+        return {
+            "user": user,
+            "roles": [],
+            "flags": 0,
+            "joined_at": _iso(),
+            "deaf": False,
+            "mute": False,
+            "permissions": str(permissions),
+        }
+
+    def guild_payload(self) -> Json:
+        return {
+            "id": self.guild_id,
+            "name": "Test Guild",
+            "icon": None,
+            "owner_id": self.snowflake(),
+            "unavailable": False,
+            "large": False,
+            "member_count": 2,
+            "premium_tier": 0,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "roles": [
+                {
+                    "id": self.guild_id,
+                    "name": "@everyone",
+                    "permissions": "0",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "members": [self.member(self.bot_user)],
+            "channels": [
+                {
+                    "id": self.channel_id,
+                    "type": 0,
+                    "name": "general",
+                    "guild_id": self.guild_id,
+                    "position": 0,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                }
+            ],
+            "threads": [
+                {
+                    "id": self.thread_id,
+                    "type": 11,
+                    "name": "a thread",
+                    "guild_id": self.guild_id,
+                    "parent_id": self.channel_id,
+                    "owner_id": self.snowflake(),
+                    "member_count": 2,
+                    "message_count": 1,
+                    "thread_metadata": {
+                        "archived": False,
+                        "auto_archive_duration": 1440,
+                        "archive_timestamp": _iso(),
+                        "locked": False,
+                    },
+                }
+            ],
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "system_channel_flags": 0,
+            "preferred_locale": "en-US",
+        }
+
+    # --- driving the client -----------------------------------------------------------------------
+
+    async def dispatch(self, event: str, data: Json) -> None:
+        """Send a gateway DISPATCH to every connected client."""
+        self._sequence += 1
+        frame = {"op": 0, "t": event, "s": self._sequence, "d": data}
+        for socket in list(self._sockets):
+            if not socket.closed:
+                await socket.send_str(json.dumps(frame))
+
+    async def mention(
+        self,
+        text: str,
+        *,
+        author: Json,
+        channel_id: str | None = None,
+        dm: bool = False,
+        mention_bot: bool = True,
+    ) -> str:
+        """A user message: ``<@bot> text`` in a guild channel (or thread), or ``text`` in a DM."""
+        message_id = self.snowflake()
+        data: Json = {
+            "id": message_id,
+            "type": 0,
+            "content": f"<@{self.application_id}> {text}" if mention_bot and not dm else text,
+            "channel_id": self.dm_channel_id if dm else (channel_id or self.channel_id),
+            "author": author,
+            "mentions": [self.bot_user] if mention_bot and not dm else [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "tts": False,
+            "timestamp": _iso(),
+            "edited_timestamp": None,
+            "flags": 0,
+            "components": [],
+        }
+        if not dm:
+            data["guild_id"] = self.guild_id
+            data["member"] = {"roles": [], "flags": 0, "joined_at": _iso(), "deaf": False, "mute": False}
+        await self.dispatch("MESSAGE_CREATE", data)
+        return message_id
+
+    async def slash(
+        self,
+        name: str,
+        options: list[Json] | None = None,
+        *,
+        user: Json,
+        permissions: int = 0,
+        dm: bool = False,
+        attachment_size_limit: int = ATTACHMENT_SIZE_LIMIT,
+    ) -> FakeInteraction:
+        """A slash command invocation, as INTERACTION_CREATE."""
+        interaction = FakeInteraction(
+            id=self.snowflake(),
+            token=f"itoken-{self.snowflake()}",
+            channel_id=self.dm_channel_id if dm else self.channel_id,
+        )
+        self.interactions[interaction.token] = interaction
+        data: Json = {
+            "id": interaction.id,
+            "application_id": self.application_id,
+            "type": 2,
+            "token": interaction.token,
+            "version": 1,
+            "attachment_size_limit": attachment_size_limit,
+            "locale": "en-US",
+            "entitlements": [],
+            "app_permissions": str((1 << 50) - 1),
+            "data": {"id": self.snowflake(), "name": name, "type": 1, "options": options or []},
+        }
+        if dm:
+            data["user"] = user
+            data["channel_id"] = self.dm_channel_id
+            data["channel"] = {"id": self.dm_channel_id, "type": 1, "recipients": [user]}
+            data["context"] = 1
+        else:
+            data["guild_id"] = self.guild_id
+            data["guild_locale"] = "en-US"
+            data["member"] = self.member(user, permissions=permissions)
+            data["channel_id"] = self.channel_id
+            data["channel"] = {
+                "id": self.channel_id,
+                "type": 0,
+                "guild_id": self.guild_id,
+                "name": "general",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+            }
+            data["context"] = 0
+        await self.dispatch("INTERACTION_CREATE", data)
+        return interaction
+
+    def rate_limit(self, method: str, path_pattern: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` requests matching ``method`` and ``path_pattern`` with 429."""
+        self._faults.append([method, re.compile(path_pattern), times, 429])
+
+    def forbid(self, method: str, path_pattern: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with 403 Missing Permissions."""
+        self._faults.append([method, re.compile(path_pattern), times, 403])
+
+    async def wait_until(self, predicate: Callable[[], bool], *, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("the fake Discord never saw what the test waited for")
+            await asyncio.sleep(0.005)
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def channel_messages(self, channel_id: str | None = None) -> list[FakeMessage]:
+        """Messages the bot made in a channel (interaction responses included), oldest first."""
+        wanted = channel_id or self.channel_id
+        return [
+            message
+            for message in self.messages.values()
+            if message.channel_id == wanted and message.author["id"] == self.application_id
+        ]
+
+    def calls_to(self, method: str, pattern: str) -> list[Call]:
+        compiled = re.compile(pattern)
+        return [call for call in self.calls if call.method == method and compiled.search(call.path)]
+
+    # --- gateway ----------------------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 45_000}}))
+        async for frame in socket:
+            if frame.type is not WSMsgType.TEXT:
+                continue
+            payload = json.loads(frame.data)
+            op = payload.get("op")
+            if op == 1:
+                await socket.send_str(json.dumps({"op": 11}))
+            elif op == 2:
+                await self._send_ready()
+                self.identified.append(payload["d"])
+        self._sockets.remove(socket)
+        return socket
+
+    async def _send_ready(self) -> None:
+        await self.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": self.bot_user,
+                "session_id": "fake-session",
+                "resume_gateway_url": self.gateway_url,
+                "guilds": [{"id": self.guild_id, "unavailable": True}],
+                "application": {"id": self.application_id, "flags": 0},
+            },
+        )
+        await self.dispatch("GUILD_CREATE", self.guild_payload())
+
+    # --- REST -------------------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        body, uploads = await _read_body(request)
+        files = tuple(Upload(upload.filename, upload.data, self.snowflake()) for upload in uploads)
+        for fault in self._faults:
+            method, pattern, times, status = fault
+            if times > 0 and method == request.method and pattern.search(path):
+                fault[2] -= 1
+                self._record(request.method, path, body, files, status)
+                if status == 403:
+                    return _json({"message": "Missing Permissions", "code": 50013}, status=403)
+                limited = {"message": "Rate limited.", "retry_after": self._retry_after, "global": False}
+                return _json(limited, status=429, headers={"Via": "1.1 google", "X-RateLimit-Scope": "user"})
+        status, answer = self._route(request.method, path, body, files)
+        self._record(request.method, path, body, files, status)
+        if status == 204:
+            return web.Response(status=204)
+        return _json(answer, status=status)
+
+    def _record(self, method: str, path: str, body: Any, files: tuple[Upload, ...], status: int) -> None:
+        self.calls.append(
+            Call(method=method, path=path, body=body, files=files, at=self._clock(), status=status)
+        )
+
+    def _route(self, method: str, path: str, body: Any, files: tuple[Upload, ...]) -> tuple[int, Any]:
+        app = self.application_id
+        if method == "GET" and path == "/users/@me":
+            return 200, self.bot_user
+        if method == "GET" and path == "/oauth2/applications/@me":
+            return 200, self._application()
+        commands = re.fullmatch(rf"/applications/{app}(?:/guilds/(\d+))?/commands", path)
+        if commands and method == "PUT":
+            self.synced[commands.group(1)] = body
+            return 200, [self._command(command, commands.group(1)) for command in body]
+        if (match := re.fullmatch(r"/channels/(\d+)/messages", path)) and method == "POST":
+            return 200, self._create(match.group(1), body, files)
+        if match := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path):
+            return self._change(method, match.group(2), body, files)
+        if (match := re.fullmatch(r"/interactions/(\d+)/([^/]+)/callback", path)) and method == "POST":
+            return 200, self._callback(match.group(2), body, files)
+        if (match := re.fullmatch(rf"/webhooks/{app}/([^/]+)", path)) and method == "POST":
+            return 200, self._followup(match.group(1), body, files)
+        if match := re.fullmatch(rf"/webhooks/{app}/([^/]+)/messages/(@original|\d+)", path):
+            interaction = self.interactions.get(match.group(1))
+            if interaction is None:
+                return 404, {"message": "Unknown Webhook", "code": 10015}
+            message_id = interaction.original if match.group(2) == "@original" else match.group(2)
+            if message_id is None:
+                return 404, {"message": "Unknown Message", "code": 10008}
+            return self._change(method, message_id, body, files)
+        return 404, {"message": f"the fake Discord has no route for {method} {path}", "code": 0}
+
+    def _application(self) -> Json:
+        return {
+            "id": self.application_id,
+            "name": "studio-bot",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": self.user(self.snowflake(), "owner"),
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "team": None,
+            "summary": "",
+        }
+
+    def _command(self, command: Json, guild_id: str | None) -> Json:
+        answer = {
+            **command,
+            "id": self.snowflake(),
+            "application_id": self.application_id,
+            "version": self.snowflake(),
+            "default_member_permissions": command.get("default_member_permissions"),
+        }
+        if guild_id:
+            answer["guild_id"] = guild_id
+        return answer
+
+    def _new_message(
+        self,
+        channel_id: str,
+        body: Json,
+        files: tuple[Upload, ...],
+        *,
+        token: str | None = None,
+        flags: int = 0,
+    ) -> FakeMessage:
+        reference = (body.get("message_reference") or {}).get("message_id")
+        message = FakeMessage(
+            id=self.snowflake(),
+            channel_id=channel_id,
+            guild_id=None if channel_id == self.dm_channel_id else self.guild_id,
+            author=self.bot_user,
+            reference=str(reference) if reference else None,
+            interaction_token=token,
+        )
+        message.versions.append(
+            Version(
+                content=body.get("content") or "",
+                embeds=tuple(body.get("embeds") or ()),
+                attachments=files,
+                flags=flags | int(body.get("flags") or 0),
+                at=self._clock(),
+            )
+        )
+        self.messages[message.id] = message
+        return message
+
+    def _create(self, channel_id: str, body: Json, files: tuple[Upload, ...]) -> Json:
+        return self._payload(self._new_message(channel_id, body, files))
+
+    def _change(self, method: str, message_id: str, body: Any, files: tuple[Upload, ...]) -> tuple[int, Any]:
+        message = self.messages.get(message_id)
+        if message is None or message.deleted:
+            return 404, {"message": "Unknown Message", "code": 10008}
+        if method == "DELETE":
+            message.deleted = True
+            return 204, None
+        if method != "PATCH":
+            return 405, {"message": "Method Not Allowed", "code": 0}
+        before = message.current
+        attachments = before.attachments
+        if "attachments" in body:
+            kept = {str(item.get("id")) for item in body["attachments"]}
+            attachments = tuple(a for a in before.attachments if a.id in kept) + files
+        message.versions.append(
+            Version(
+                content=body["content"] or "" if "content" in body else before.content,
+                embeds=tuple(body["embeds"] or ()) if "embeds" in body else before.embeds,
+                attachments=attachments,
+                flags=before.flags & ~LOADING,
+                at=self._clock(),
+            )
+        )
+        return 200, self._payload(message)
+
+    def _callback(self, token: str, body: Json, files: tuple[Upload, ...]) -> Json:
+        interaction = self.interactions[token]
+        interaction.callbacks.append(body)
+        kind = body["type"]
+        data = body.get("data") or {}
+        if kind == 5:  # deferred: a "thinking…" placeholder becomes the original response
+            message = self._new_message(
+                self._channel_of(token), {}, (), token=token, flags=LOADING | int(data.get("flags") or 0)
+            )
+        else:
+            message = self._new_message(self._channel_of(token), data, files, token=token)
+        interaction.original = message.id
+        return {
+            "interaction": {
+                "id": interaction.id,
+                "type": 2,
+                "response_message_id": message.id,
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool(message.current.flags & EPHEMERAL),
+            },
+            "resource": {"type": kind, "message": self._payload(message)},
+        }
+
+    def _followup(self, token: str, body: Json, files: tuple[Upload, ...]) -> Json:
+        message = self._new_message(self._channel_of(token), body, files, token=token)
+        return self._payload(message)
+
+    def _channel_of(self, token: str) -> str:
+        return self.interactions[token].channel_id
+
+    def _payload(self, message: FakeMessage) -> Json:
+        version = message.current
+        payload: Json = {
+            "id": message.id,
+            "type": 19 if message.reference else 0,
+            "content": version.content,
+            "channel_id": message.channel_id,
+            "author": message.author,
+            "embeds": list(version.embeds),
+            "attachments": [
+                {
+                    "id": upload.id,
+                    "filename": upload.filename,
+                    "size": len(upload.data),
+                    "url": f"http://127.0.0.1:{self.port}/attachments/{upload.filename}",
+                    "proxy_url": f"http://127.0.0.1:{self.port}/attachments/{upload.filename}",
+                }
+                for upload in version.attachments
+            ],
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": False,
+            "timestamp": _iso(),
+            "edited_timestamp": _iso() if len(message.versions) > 1 else None,
+            "flags": version.flags,
+            "components": [],
+        }
+        if message.guild_id:
+            payload["guild_id"] = message.guild_id
+        if message.reference:
+            payload["message_reference"] = {"message_id": message.reference, "channel_id": message.channel_id}
+        if message.interaction_token:
+            payload["webhook_id"] = self.application_id
+            payload["application_id"] = self.application_id
+        return payload
+
+
+async def _read_body(request: web.Request) -> tuple[Any, tuple[Upload, ...]]:
+    if not request.can_read_body:
+        return {}, ()
+    if request.content_type.startswith("multipart/"):
+        body: Any = {}
+        files: list[Upload] = []
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "payload_json":
+                body = json.loads(await part.text())
+            else:
+                files.append(Upload(part.filename or "file", bytes(await part.read())))
+        return body, tuple(files)
+    text = await request.text()
+    return (json.loads(text) if text else {}), ()
+
+
+def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # discord.py only decodes JSON when the content type is exactly application/json.
+    return web.Response(
+        body=json.dumps(data).encode(),
+        status=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def _iso() -> str:
+    return datetime.now(UTC).isoformat()
