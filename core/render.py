@@ -163,12 +163,13 @@ class _Renderer:
 
     async def _send(self, view: View) -> None:
         """Post or edit the current message. Callers hold ``self._io``."""
+        # Cleared before the call: text arriving while the platform answers must stay pending.
+        self._dirty = False
         if self._open:
             await self._surface.edit(view)
         else:
             await self._surface.post(view)
         self._open = view.state is MessageState.STREAMING
-        self._dirty = False
         self._last_sent = self._clock.now()
 
     async def _flush_periodically(self) -> None:

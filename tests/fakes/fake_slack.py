@@ -1,0 +1,492 @@
+"""A fake Slack on 127.0.0.1, faked at the wire for the real slack_sdk and slack-bolt.
+
+It serves the Web API methods the adapter calls (``/api/<method>``, form or JSON, bearer token),
+the raw file-upload URLs ``files.getUploadURLExternal`` hands out, the ``response_url`` of slash
+commands, and a Socket Mode WebSocket (``apps.connections.open`` returns its URL). It can also
+play Slack's part in delivering events and commands: signed HTTP posts, or envelopes over the
+WebSocket that wait for the app's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import ClientSession, WSMsgType, web
+
+BOT_TOKEN = "xoxb-fake-bot-token"
+APP_TOKEN = "xapp-fake-app-token"
+SIGNING_SECRET = "fake-signing-secret"
+TEAM_ID = "T0TEAM"
+APP_ID = "A0APP"
+BOT_USER_ID = "U0BOT"
+BOT_ID = "B0BOT"
+ALICE = "U0ALICE"
+GENERAL = "C0GENERAL"
+MAX_MESSAGE_CHARS = 4000
+MAX_MARKDOWN_CHARS = 12000
+
+
+@dataclass
+class Call:
+    """One Web API call as the fake received it (token removed)."""
+
+    method: str
+    args: dict[str, Any]
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    thread_ts: str | None
+    text: str
+    streamed: bool = False
+    streaming: bool = False
+    appends: int = 0
+    deleted: bool = False
+    versions: list[str] = field(default_factory=list)
+    """Every text the message showed, in order."""
+
+
+@dataclass
+class UploadedFile:
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None
+    data: bytes | None = None
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+
+
+def sign(secret: str, timestamp: str, body: str) -> str:
+    """Slack's request signature: ``v0=`` + HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return f"v0={digest}"
+
+
+class FakeSlack:
+    """Start with ``async with FakeSlack() as slack``; point the app at ``slack.api_url``."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.messages: dict[str, Message] = {}
+        self.files: dict[str, UploadedFile] = {}
+        self.responses: list[dict[str, Any]] = []
+        """Bodies posted to slash commands' ``response_url`` (ephemeral replies)."""
+        self.users: dict[str, dict[str, Any]] = {ALICE: {"id": ALICE, "name": "alice"}}
+        self.outside_channels: set[str] = set()
+        """Channels the bot is not a member of: posting there fails with ``not_in_channel``."""
+        self.unsupported: set[str] = set()
+        """Methods answered with ``unknown_method``."""
+        self.stream_expires_after: int | None = None
+        """After this many appends a stream expires (``message_not_in_streaming_state``)."""
+        self.socket_connections = 0
+        self._changed = asyncio.Condition()
+        self._ts = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._sockets: list[web.WebSocketResponse] = []
+        self._acks: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/respond/{key}", self._respond)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    @property
+    def open_sockets(self) -> int:
+        """Socket Mode connections currently open."""
+        return len(self._sockets)
+
+    # --- what happened ------------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """Replies in a thread that are still there, oldest first."""
+        return [
+            message
+            for message in self.messages.values()
+            if message.channel == channel and message.thread_ts == thread_ts and not message.deleted
+        ]
+
+    def top_level(self, channel: str) -> list[Message]:
+        return [
+            message
+            for message in self.messages.values()
+            if message.channel == channel and message.thread_ts is None and not message.deleted
+        ]
+
+    async def wait_for(self, condition: Callable[[], object], *, within: float = 10) -> None:
+        """Wait until ``condition()`` holds, re-checking after every request the fake serves."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: bool(condition()))
+
+    async def _touch(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- Slack delivering to the app ----------------------------------------------------------
+
+    def mention(
+        self,
+        text: str,
+        *,
+        user: str = ALICE,
+        channel: str = GENERAL,
+        thread_ts: str | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        """An ``app_mention`` event callback, as a channel message mentioning the bot."""
+        ts = self.next_ts()
+        event: dict[str, Any] = {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@{BOT_USER_ID}> {text}",
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+            "team": TEAM_ID,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return {
+            "token": "unused-verification-token",
+            "team_id": TEAM_ID,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": TEAM_ID,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+
+    def command(
+        self, name: str, text: str = "", *, user: str = ALICE, channel: str = GENERAL
+    ) -> dict[str, str]:
+        """A slash command's fields (form-encoded over HTTP, the payload over Socket Mode)."""
+        key = next(self._ids)
+        return {
+            "token": "unused-verification-token",
+            "team_id": TEAM_ID,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": self.users.get(user, {}).get("name", "someone"),
+            "command": f"/{name}",
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": f"{self.url}/respond/{key}",
+            "trigger_id": f"{key}.{int(time.time())}.fake",
+        }
+
+    async def post_http(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        *,
+        form: bool = False,
+        retry_num: int | None = None,
+        timestamp: int | None = None,
+        secret: str = SIGNING_SECRET,
+    ) -> tuple[int, str]:
+        """Deliver like Slack's HTTP mode: a signed POST, optionally marked as a retry."""
+        body = urlencode(payload) if form else json.dumps(payload)
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded" if form else "application/json",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": sign(secret, stamp, body),
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        async with (
+            ClientSession() as session,
+            session.post(url, data=body.encode(), headers=headers) as reply,
+        ):
+            return reply.status, await reply.text()
+
+    async def send_envelope(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, within: float = 5
+    ) -> dict[str, Any] | None:
+        """Deliver like Socket Mode; return the payload of the app's acknowledgement."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode connection")
+        envelope_id = f"env-{next(self._ids)}"
+        acked: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = acked
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        if kind == "events_api":
+            envelope["retry_attempt"] = retry_attempt
+            envelope["retry_reason"] = "timeout" if retry_attempt else ""
+        await self._sockets[-1].send_str(json.dumps(envelope))
+        try:
+            async with asyncio.timeout(within):
+                return await acked
+        finally:
+            self._acks.pop(envelope_id, None)
+
+    async def wait_connected(self, *, within: float = 10) -> None:
+        await self.wait_for(lambda: self._sockets, within=within)
+
+    def next_ts(self) -> str:
+        number = next(self._ts)
+        return f"{1_790_000_000 + number}.{number:06d}"
+
+    # --- the Web API --------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            args.update(await request.json())
+        else:
+            args.update({key: str(value) for key, value in (await request.post()).items()})
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.get("token", "")
+        args.pop("token", None)
+        self.calls.append(Call(method, args))
+        try:
+            result = self._answer(method, args, str(token))
+        except _ApiError as error:
+            result = {"ok": False, "error": str(error)}
+        await self._touch()
+        return web.json_response(result)
+
+    def _answer(self, method: str, args: dict[str, Any], token: str) -> dict[str, Any]:
+        expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+        if token != expected:
+            raise _ApiError("invalid_auth")
+        handler = _METHODS.get(method)
+        if handler is None or method in self.unsupported:
+            raise _ApiError("unknown_method")
+        return {"ok": True, **handler(self, args)}
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://fake.slack.test/",
+            "team": "Fake Team",
+            "user": "studio",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.url.replace("http://", "ws://") + "/socket"}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        if user is None:
+            raise _ApiError("user_not_found")
+        return {"user": {"is_admin": False, "is_owner": False, "is_primary_owner": False, **user}}
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args.get("channel"))
+        text = _text_of(args)
+        message = Message(channel, self.next_ts(), args.get("thread_ts") or None, text, versions=[text])
+        self.messages[message.ts] = message
+        return {"channel": channel, "ts": message.ts, "message": {"text": text, "ts": message.ts}}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._message(args)
+        message.text = _text_of(args)
+        message.versions.append(message.text)
+        return {"channel": message.channel, "ts": message.ts, "text": message.text}
+
+    def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._message(args)
+        message.deleted = True
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args.get("channel"))
+        if not args.get("thread_ts"):
+            raise _ApiError("invalid_arguments")
+        if channel.startswith("C") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
+            raise _ApiError("invalid_arguments")
+        text = _text_of(args, limit=MAX_MARKDOWN_CHARS, required=False)
+        message = Message(channel, self.next_ts(), args["thread_ts"], text, streamed=True, streaming=True)
+        message.versions.append(text)
+        self.messages[message.ts] = message
+        return {"channel": channel, "ts": message.ts}
+
+    def _append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming_message(args)
+        if self.stream_expires_after is not None and message.appends >= self.stream_expires_after:
+            message.streaming = False
+            raise _ApiError("message_not_in_streaming_state")
+        message.appends += 1
+        message.text += _text_of(args, limit=MAX_MARKDOWN_CHARS, required=False)
+        message.versions.append(message.text)
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming_message(args)
+        message.text += _text_of(args, limit=MAX_MARKDOWN_CHARS, required=False)
+        message.versions.append(message.text)
+        message.streaming = False
+        return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
+
+    def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            raise _ApiError("invalid_arguments")
+        file_id = f"F{next(self._ids):08d}"
+        self.files[file_id] = UploadedFile(
+            file_id, str(args["filename"]), int(args["length"]), args.get("alt_txt") or None
+        )
+        return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        entries = json.loads(str(args.get("files", "[]")))
+        channel = self._channel(args["channel_id"]) if args.get("channel_id") else None
+        done = []
+        for entry in entries:
+            upload = self.files.get(str(entry.get("id")))
+            if upload is None or upload.data is None:
+                raise _ApiError("file_not_found")
+            upload.title = entry.get("title")
+            upload.channel = channel
+            upload.thread_ts = args.get("thread_ts") or None
+            upload.initial_comment = args.get("initial_comment") or None
+            done.append({"id": upload.id, "name": upload.filename, "title": upload.title})
+        return {"files": done}
+
+    def _channel(self, channel: object) -> str:
+        if not channel:
+            raise _ApiError("channel_not_found")
+        if channel in self.outside_channels:
+            raise _ApiError("not_in_channel")
+        return str(channel)
+
+    def _message(self, args: dict[str, Any]) -> Message:
+        message = self.messages.get(str(args.get("ts")))
+        if message is None or message.deleted or message.channel != args.get("channel"):
+            raise _ApiError("message_not_found")
+        return message
+
+    def _streaming_message(self, args: dict[str, Any]) -> Message:
+        message = self._message(args)
+        if not message.streaming:
+            raise _ApiError("message_not_in_streaming_state")
+        return message
+
+    # --- the other endpoints ------------------------------------------------------------------
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.files.get(request.match_info["file_id"])
+        data = await request.read()
+        if upload is None or len(data) != upload.length:
+            return web.Response(status=400, text="bad upload")
+        upload.data = data
+        await self._touch()
+        return web.Response(text=f"OK - {len(data)}")
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        await self._touch()
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        self.socket_connections += 1
+        await socket.send_str(json.dumps({"type": "hello", "num_connections": 1}))
+        await self._touch()
+        try:
+            async for frame in socket:
+                if frame.type is not WSMsgType.TEXT:
+                    continue
+                reply = json.loads(frame.data)
+                acked = self._acks.get(str(reply.get("envelope_id")))
+                if acked is not None and not acked.done():
+                    acked.set_result(reply.get("payload"))
+        finally:
+            self._sockets.remove(socket)
+            await self._touch()
+        return socket
+
+
+class _ApiError(Exception):
+    """Answered as ``{"ok": false, "error": ...}`` with HTTP 200, as Slack does."""
+
+
+def _text_of(args: dict[str, Any], *, limit: int = MAX_MESSAGE_CHARS, required: bool = True) -> str:
+    text = str(args.get("markdown_text") or args.get("text") or "")
+    for chunk in args.get("chunks") or []:
+        if isinstance(chunk, dict) and chunk.get("type") == "markdown_text":
+            text += str(chunk.get("text", ""))
+    if required and not text:
+        raise _ApiError("no_text")
+    if len(text) > limit:
+        raise _ApiError("msg_too_long")
+    return text
+
+
+_METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
+    "auth.test": FakeSlack._auth_test,
+    "apps.connections.open": FakeSlack._connections_open,
+    "users.info": FakeSlack._users_info,
+    "chat.postMessage": FakeSlack._post_message,
+    "chat.update": FakeSlack._update,
+    "chat.delete": FakeSlack._delete,
+    "chat.startStream": FakeSlack._start_stream,
+    "chat.appendStream": FakeSlack._append_stream,
+    "chat.stopStream": FakeSlack._stop_stream,
+    "files.getUploadURLExternal": FakeSlack._get_upload_url,
+    "files.completeUploadExternal": FakeSlack._complete_upload,
+}

@@ -1,0 +1,100 @@
+"""Setting the Slack app up: the manifest, the start-up rules and ``python -m bot run`` wiring."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters.slack import app_manifest
+from bot.cli import UsageError, cmd_run, main, platform_starters
+from bot.settings import Settings, SettingsError, load_settings
+from tests.fakes.fake_slack import APP_TOKEN, BOT_TOKEN, GENERAL, SIGNING_SECRET, FakeSlack
+
+SLACK_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "DISCORD_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SLACK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_the_manifest_asks_for_exactly_what_the_adapter_uses() -> None:
+    manifest = app_manifest()
+
+    assert manifest["oauth_config"]["scopes"]["bot"] == [
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "files:write",
+        "users:read",
+    ]
+    commands = manifest["features"]["slash_commands"]
+    assert [command["command"] for command in commands] == ["/imagine", "/song", "/research", "/budget"]
+    assert all("url" not in command for command in commands)
+    assert manifest["settings"]["event_subscriptions"] == {"bot_events": ["app_mention"]}
+    assert manifest["settings"]["socket_mode_enabled"] is True
+
+
+def test_the_http_mode_manifest_points_events_and_commands_at_the_server() -> None:
+    manifest = app_manifest(name="Atelier", request_url="https://bot.example.com/")
+
+    url = "https://bot.example.com/slack/events"
+    assert manifest["settings"]["socket_mode_enabled"] is False
+    assert manifest["settings"]["event_subscriptions"]["request_url"] == url
+    assert {command["url"] for command in manifest["features"]["slash_commands"]} == {url}
+    assert manifest["display_information"]["name"] == "Atelier"
+
+
+def test_the_cli_prints_the_manifest_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["slack-manifest", "--request-url", "https://bot.example.com"]) == 0
+
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == app_manifest(request_url="https://bot.example.com")
+
+
+def test_slack_starts_with_a_bot_token_and_either_an_app_token_or_a_signing_secret() -> None:
+    assert "slack" not in platform_starters(settings())
+    assert "slack" in platform_starters(settings(slack_bot_token=BOT_TOKEN, slack_app_token=APP_TOKEN))
+    assert "slack" in platform_starters(
+        settings(slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET)
+    )
+    with pytest.raises(UsageError, match=r"SLACK_APP_TOKEN .*or.* SLACK_SIGNING_SECRET"):
+        platform_starters(settings(slack_bot_token=BOT_TOKEN))
+
+
+async def test_bot_run_serves_slack_in_socket_mode(slack: FakeSlack, tmp_path: Path) -> None:
+    configured = settings(
+        database_url=f"sqlite:///{tmp_path}/bot.db",
+        slack_bot_token=BOT_TOKEN,
+        slack_app_token=APP_TOKEN,
+        slack_api_url=slack.api_url,
+        demo_delay_s=0,
+    )
+    run = asyncio.create_task(cmd_run(configured, argparse.Namespace()))
+    try:
+        await slack.wait_connected()
+        payload = slack.mention("hello")
+        await slack.send_envelope("events_api", payload)
+        await slack.wait_for(
+            lambda: any("You said" in reply.text for reply in slack.thread(GENERAL, payload["event"]["ts"]))
+        )
+    finally:
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    await slack.wait_for(lambda: slack.open_sockets == 0)  # the connection was closed, not left open
+
+
+def test_slack_admin_ids_must_be_member_ids() -> None:
+    assert settings(slack_admin_ids="U0123ABCD, W0456EFGH").slack_admin_ids == ["U0123ABCD", "W0456EFGH"]
+    with pytest.raises(SettingsError, match=r"SLACK_ADMIN_IDS: .*'@alice' is not a Slack member id"):
+        load_settings(_env_file=None, slack_admin_ids="U0123ABCD,@alice")
