@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -49,6 +50,10 @@ _WHAT: dict[Intent, str] = {
 }
 
 
+class _Suspended(Exception):
+    """A checkpointed job was stopped by ``Engine.suspend``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Resumption:
     """A job from before a restart, ready to be rendered at ``request.destination``."""
@@ -84,11 +89,19 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = False
+        self._suspending = asyncio.Event()
 
     @property
     def active(self) -> int:
         """Requests being handled right now."""
         return self._active
+
+    def suspend(self) -> None:
+        """End every running job that has a checkpoint: its stream closes with a notice, its hold
+        and job row stay, and ``resume_unfinished`` picks it up at the next start. Use after
+        ``drain`` ran out of time, before cancelling what is left (which refunds)."""
+        self._draining = True
+        self._suspending.set()
 
     async def drain(self, grace_s: float) -> bool:
         """Refuse new requests and wait up to ``grace_s`` for running ones to finish.
@@ -224,7 +237,21 @@ class Engine:
                 await self._advance(request, JobState.RUNNING)
                 parts = generate()
                 async with closing_stream(parts):
-                    async for part in parts:
+                    while True:
+                        try:
+                            suspendable = checkpointed and self.jobs is not None
+                            part = await self._next_part(parts, suspendable=suspendable)
+                        except _Suspended:
+                            # The provider keeps the job; the next start resumes it from the checkpoint.
+                            metrics.REQUESTS.labels(intent.value, "suspended").inc()
+                            log.info("job suspended for resumption after restart", extra=details)
+                            yield TextDelta(
+                                f"⏸️ I'm restarting. {_WHAT[intent].capitalize()} is still being made, "
+                                "and I'll post it here when I'm back."
+                            )
+                            return
+                        if part is None:
+                            break
                         if isinstance(part, Usage):
                             actual = (actual or 0) + part.cost
                         elif isinstance(part, Checkpoint):
@@ -290,6 +317,27 @@ class Engine:
         metrics.JOB_DURATION.labels(intent.value).observe(time.monotonic() - started)
         details |= {"status": "done", "cost": charged, "latency_ms": _since(started)}
         log.info("request done", extra=details)
+
+    async def _next_part(
+        self, parts: AsyncIterator[GeneratorPart], *, suspendable: bool
+    ) -> GeneratorPart | None:
+        """The generator's next part (None at its end); for a checkpointed job, raises
+        ``_Suspended`` if ``suspend`` is called first. Racing costs a task per part, so only
+        checkpointed (polling) jobs, which yield few parts, pay it."""
+        if not suspendable:
+            return await anext(parts, None)
+        step = asyncio.ensure_future(anext(parts, None))
+        stop = asyncio.ensure_future(self._suspending.wait())
+        try:
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if step.done():
+            return step.result()
+        step.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await step
+        raise _Suspended
 
     async def _advance(self, request: Request, state: JobState, *, error: str = "") -> None:
         if self.jobs is not None:

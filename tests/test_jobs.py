@@ -22,6 +22,7 @@ from core.parts import (
     Request,
     Scope,
     Status,
+    TextDelta,
 )
 from tests.conftest import DEFAULT_LIMIT, demo_engine
 
@@ -205,3 +206,47 @@ async def crashed(stream: AsyncIterator[Part]) -> None:
     """Dispose of a stream whose process "died": its clean-up finds the database gone."""
     with contextlib.suppress(ValueError):
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_suspend_ends_a_checkpointed_job_with_a_notice_and_keeps_it_for_the_next_start(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    engine = song_engine(ledger, SlowSong())
+    request = song_request()
+    stream = engine.handle(request)
+    while await anext(stream) != Status("Generating…"):
+        pass
+    assert not await engine.drain(0.01)
+    engine.suspend()
+    rest = [part async for part in stream]
+    assert len(rest) == 1
+    assert isinstance(rest[0], TextDelta)
+    assert "I'm restarting" in rest[0].text
+    assert "post it here when I'm back" in rest[0].text
+    assert (await ledger.report(SCOPE)).held == 50_000
+    job = await JobStore(ledger).get(request.id)
+    assert job is not None
+    assert job.state is JobState.RUNNING
+    await ledger.close()
+
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    try:
+        [resumption] = await song_engine(ledger, SlowSong()).resume_unfinished()
+        assert [part async for part in resumption.parts][-1] == SONG
+        report = await ledger.report(SCOPE)
+        assert (report.used, report.held) == (50_000, 0)
+    finally:
+        await ledger.close()
+
+
+async def test_suspend_leaves_jobs_without_a_checkpoint_running(ledger: Ledger) -> None:
+    song = SlowSong(checkpoint_first=False)
+    engine = song_engine(ledger, song)
+    stream = engine.handle(song_request())
+    while await anext(stream) != Status("Generating…"):
+        pass
+    engine.suspend()
+    song.finish.set()
+    assert [part async for part in stream] == [SONG]  # nothing to resume from: it runs to the end
