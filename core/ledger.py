@@ -209,6 +209,7 @@ class Ledger:
         default_limit: int,
         platform_limits: Mapping[str, int] | None = None,
         clock: Clock = utc_now,
+        busy_timeout_ms: int = 5000,
     ) -> Ledger:
         """Open (creating and migrating) the database. ``platform_limits`` overrides the default
         limit for every scope of a platform, e.g. ``{"discord-dm": 0}``."""
@@ -219,7 +220,8 @@ class Ledger:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
+            # Another process holding the write lock (a CLI budget change) is waited for this long.
+            await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             ledger = cls(db, default_limit=default_limit, platform_limits=platform_limits, clock=clock)
             await ledger._migrate()
         except BaseException:
@@ -356,15 +358,17 @@ class Ledger:
             row = await cursor.fetchone()
         return Hold(transaction_id, Scope.parse(row[0]), row[1], int(row[2])) if row else None
 
-    async def sweep_orphans(self, *, keep: Collection[int] = ()) -> int:
+    async def sweep_orphans(self, *, keep: Collection[int] = (), platform: str | None = None) -> int:
         """Release every hold left by a process that died mid-work, except the transactions in
-        ``keep`` (jobs being resumed). Run once at start-up."""
+        ``keep`` (jobs being resumed); with ``platform``, only that platform's scopes. Run once at
+        start-up by the process that owns the work."""
+        scopes = f"{platform}:%" if platform else "%"
         async with self.transaction() as db:
             cursor = await db.execute(
                 "UPDATE transactions SET status = 'orphaned', settled_at = ?, "
-                "note = 'released at start-up' WHERE status = 'held' "
+                "note = 'released at start-up' WHERE status = 'held' AND scope LIKE ? "
                 f"AND id NOT IN ({', '.join('?' * len(keep))})",
-                (self._clock().isoformat(), *keep),
+                (self._clock().isoformat(), scopes, *keep),
             )
             swept = cursor.rowcount
             await db.execute(

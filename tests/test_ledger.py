@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -206,3 +209,49 @@ def test_sqlite_urls(url: str, expected: Path | str) -> None:
 def test_other_databases_are_refused() -> None:
     with pytest.raises(ValueError, match="sqlite"):
         sqlite_path("postgres://localhost/bot")
+
+
+async def test_a_briefly_locked_database_is_waited_for(tmp_path: Path) -> None:
+    ledger = await Ledger.open(f"sqlite:///{tmp_path}/busy.db", default_limit=100)
+    locked, committed = threading.Event(), threading.Event()
+
+    def hold_write_lock() -> None:  # another process, e.g. `python -m bot budget set`, mid-write
+        other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(0.3)
+        committed.set()
+        other.execute("COMMIT")
+        other.close()
+
+    try:
+        locker = asyncio.create_task(asyncio.to_thread(hold_write_lock))
+        assert await asyncio.to_thread(locked.wait, 5)
+        assert isinstance(await reserve(ledger, 10), Hold)
+        assert committed.is_set()  # the reservation waited for the other writer instead of failing
+        await locker
+    finally:
+        await ledger.close()
+
+
+async def test_a_database_locked_too_long_fails_the_request_cleanly(tmp_path: Path) -> None:
+    from core.engine import Engine
+    from core.parts import Failure, Intent, Request
+    from tests.conftest import demo_engine
+
+    ledger = await Ledger.open(f"sqlite:///{tmp_path}/busy.db", default_limit=10**9, busy_timeout_ms=50)
+    other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        engine: Engine = demo_engine(ledger)
+        request = Request(scope=SCOPE, user="u", text="a fox", intent=Intent.IMAGE)
+        parts = [part async for part in engine.handle(request)]
+        assert len(parts) == 1
+        assert isinstance(parts[0], Failure)
+        assert "Something went wrong on my side" in parts[0].message
+        assert "Nothing was charged" in parts[0].message
+        other.execute("ROLLBACK")
+        assert (await ledger.report(SCOPE)).used == 0
+    finally:
+        other.close()
+        await ledger.close()
