@@ -18,4 +18,9 @@ RUN pip install .
 
 USER bot
 VOLUME ["/data"]
+EXPOSE 9090
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9090/healthz', timeout=3)"]
+# SIGTERM lets running answers finish (SHUTDOWN_GRACE_S) and leaves songs still cooking for the next start.
+STOPSIGNAL SIGTERM
 CMD ["python", "-m", "bot", "run"]
