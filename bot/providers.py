@@ -10,7 +10,13 @@ import openai
 
 from bot.settings import Settings
 from core.clock import Clock
-from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
+from core.demo import (
+    DemoChatGenerator,
+    DemoImageGenerator,
+    DemoResearchGenerator,
+    DemoSongGenerator,
+    DemoSummaryGenerator,
+)
 from core.generator import Generator
 from core.money import format_usd
 from core.parts import Intent
@@ -18,6 +24,7 @@ from core.providers import (
     BflImageGenerator,
     OpenAIClassifier,
     OpenAIImageGenerator,
+    OpenAISummaryGenerator,
     RetryPolicy,
     SongApi,
     SongGenerator,
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RESEARCH_MAX_OUTPUT_TOKENS = 8_000
 CHAT_MAX_OUTPUT_TOKENS = 2_000
+SUMMARY_MAX_OUTPUT_TOKENS = 1_000
 ROUTER_MAX_OUTPUT_TOKENS = 1_200
 
 
@@ -47,13 +55,20 @@ class Providers:
 def build_providers(settings: Settings, *, http: httpx.AsyncClient, clock: Clock) -> Providers:
     """Real providers where configured, demo ones elsewhere. SDK clients are built here, once."""
     delay = settings.demo_delay_s
+    context = settings.history_tokens
     generators: dict[Intent, Generator] = {
         Intent.IMAGE: DemoImageGenerator(cost=settings.cost("image_cost")),
         Intent.SONG: DemoSongGenerator(cost=settings.cost("song_cost"), delay_s=delay * 15, clock=clock),
         Intent.RESEARCH: DemoResearchGenerator(
-            cost=settings.cost("research_cost"), delay_s=delay, clock=clock
+            cost=settings.cost("research_cost"), delay_s=delay, clock=clock, history_tokens=context
         ),
-        Intent.CHAT: DemoChatGenerator(cost=settings.cost("chat_cost"), delay_s=delay, clock=clock),
+        Intent.CHAT: DemoChatGenerator(
+            cost=settings.cost("chat_cost"), delay_s=delay, clock=clock, history_tokens=context
+        ),
+        # Summaries are charged like research: RESEARCH_COST_USD reserved, tokens charged.
+        Intent.SUMMARY: DemoSummaryGenerator(
+            cost=settings.cost("research_cost"), delay_s=delay, clock=clock, history_tokens=context
+        ),
     }
     descriptions = {intent.value: "demo (offline)" for intent in Intent}
     descriptions["router"] = "keyword rules only (the classifier needs a live text provider)"
@@ -66,11 +81,16 @@ def build_providers(settings: Settings, *, http: httpx.AsyncClient, clock: Clock
         research = _text_model(settings, settings.research_model, "research_cost", RESEARCH_MAX_OUTPUT_TOKENS)
         chat = _text_model(settings, settings.chat_model, "chat_cost", CHAT_MAX_OUTPUT_TOKENS)
         router = _text_model(settings, settings.router_model, "router_cost", ROUTER_MAX_OUTPUT_TOKENS)
-        generators[Intent.RESEARCH] = research_generator(client, research)
-        generators[Intent.CHAT] = chat_generator(client, chat)
+        summary = _text_model(settings, settings.research_model, "research_cost", SUMMARY_MAX_OUTPUT_TOKENS)
+        generators[Intent.RESEARCH] = research_generator(client, research, history_tokens=context)
+        generators[Intent.CHAT] = chat_generator(client, chat, history_tokens=context)
+        generators[Intent.SUMMARY] = OpenAISummaryGenerator(
+            client=client, model=summary, history_tokens=context
+        )
         classifier = OpenAIClassifier(client=client, model=router)
         descriptions["research"] = f"live via {endpoint}, {_pricing(research)}"
         descriptions["chat"] = f"live via {endpoint}, {_pricing(chat)}"
+        descriptions["summary"] = f"live via {endpoint}, {_pricing(summary)}"
         descriptions["router"] = f"live via {endpoint}: keyword rules, then a classifier, {_pricing(router)}"
 
     image = _image_generator(settings, http=http, clock=clock, client=client, policy=policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.parts import Intent
@@ -24,16 +25,25 @@ COMMANDS: tuple[Command, ...] = (
     Command("budget", "/budget [set AMOUNT | reset]", "show this server's spend (admins: change the limit)"),
 )
 
-BY_NAME = {command.name: command for command in COMMANDS}
+CONVERSATION_COMMANDS: tuple[Command, ...] = (
+    Command("summary", "/summary", "summarize this conversation", Intent.SUMMARY),
+    Command("forget", "/forget [all]", "forget this conversation (admins: `all` forgets every one here)"),
+)
+"""Offered where an adapter supports conversations (the console so far); a platform adds them to
+its own list of commands once it passes ``Request.conversation`` and answers ``/forget``."""
+
+ALL_COMMANDS = COMMANDS + CONVERSATION_COMMANDS
+
+BY_NAME = {command.name: command for command in ALL_COMMANDS}
 
 
 def command_for(intent: Intent) -> Command | None:
     return next((command for command in COMMANDS if command.intent is intent), None)
 
 
-def help_text() -> str:
+def help_text(commands: Sequence[Command] = COMMANDS) -> str:
     lines = ["Commands:"]
-    lines += [f"• `{command.usage}`: {command.description}" for command in COMMANDS]
+    lines += [f"• `{command.usage}`: {command.description}" for command in commands]
     lines.append("Or just mention me with what you want, e.g. “draw a lighthouse at dusk”.")
     return "\n".join(lines)
 

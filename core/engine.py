@@ -8,17 +8,19 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
 from core import metrics
 from core.admission import Admission, QueueFull
 from core.breaker import CircuitBreaker
-from core.commands import MAX_PROMPT_CHARS, usage_hint
+from core.commands import MAX_PROMPT_CHARS, command_for, usage_hint
 from core.context import current_request
+from core.conversations import ConversationStore, EventKind
 from core.errors import GenerationError, ModerationError, ProviderUnavailable
 from core.generator import Generator, Resumable
+from core.history import describe_media
 from core.jobs import JobState, JobStore
 from core.ledger import Hold, Ledger, Refusal
 from core.money import MICROS_PER_USD, format_usd
@@ -35,11 +37,15 @@ from core.parts import (
     TextDelta,
     Usage,
 )
-from core.router import Classifier, Route, route_by_rules
+from core.router import Classifier, Route, route_by_rules, route_follow_up
 
 log = logging.getLogger(__name__)
 
 ROUTER_SERVICE = "router"
+HISTORY_EVENTS = 100
+"""Events of a conversation loaded per request; generators trim them further to a token budget."""
+OPTIONAL_INTENTS = frozenset({Intent.SUMMARY})
+"""Intents an engine may lack a generator for; requests for them are told it isn't available."""
 T = TypeVar("T")
 
 _WHAT: dict[Intent, str] = {
@@ -47,6 +53,7 @@ _WHAT: dict[Intent, str] = {
     Intent.SONG: "a song",
     Intent.RESEARCH: "a research paper",
     Intent.CHAT: "a chat answer",
+    Intent.SUMMARY: "a summary",
 }
 
 
@@ -75,8 +82,9 @@ class Engine:
         admission: Admission | None = None,
         breakers: Mapping[Intent, CircuitBreaker] | None = None,
         jobs: JobStore | None = None,
+        conversations: ConversationStore | None = None,
     ) -> None:
-        missing = set(Intent) - set(generators)
+        missing = set(Intent) - set(generators) - OPTIONAL_INTENTS
         if missing:
             raise ValueError(f"no generator for {sorted(missing)}")
         self.ledger = ledger
@@ -85,6 +93,8 @@ class Engine:
         self.admission = admission
         self.breakers = dict(breakers) if breakers else {intent: CircuitBreaker() for intent in Intent}
         self.jobs = jobs
+        self.conversations = conversations
+        """Where requests with a ``conversation`` find their history and are remembered."""
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -157,7 +167,7 @@ class Engine:
     async def _handle(self, request: Request) -> AsyncIterator[Part]:
         received = time.monotonic()
         text = request.text.strip()
-        if not text:
+        if not text and request.intent is not Intent.SUMMARY:
             yield _failure(request.intent, "invalid", usage_hint(request.intent))
             return
         if len(text) > MAX_PROMPT_CHARS:
@@ -178,10 +188,42 @@ class Engine:
                     f"minute. Try again in {wait:.0f} s. Nothing was charged.",
                 )
                 return
+        request = await self._with_history(request)
         route = await self._route(request, text)
-        if isinstance(route, Failure):
-            yield route
+        work = _single(route) if isinstance(route, Failure) else self._work(request, route, received)
+        memory = _Memory.of(self.conversations, request, route)
+        if memory is None:
+            async with closing_stream(work):
+                async for part in work:
+                    yield part
             return
+        await memory.remember_question(text)
+        try:
+            async with closing_stream(work):
+                async for part in work:
+                    memory.see(part)
+                    yield part
+        finally:
+            await memory.remember_answer()
+
+    async def _with_history(self, request: Request) -> Request:
+        """The request with its conversation's earlier turns, when it belongs to one."""
+        if self.conversations is None or request.conversation is None:
+            return request
+        try:
+            history = await self.conversations.history(request.conversation, limit=HISTORY_EVENTS)
+        except Exception:
+            log.exception("could not load the conversation's history; answering without it")
+            return request
+        return replace(request, history=tuple(history))
+
+    async def _work(self, request: Request, route: Route, received: float) -> AsyncIterator[Part]:
+        """Reserve and run the routed work, or say why it can't run."""
+        if route.intent is Intent.SUMMARY:
+            unavailable = self._cannot_summarize(request)
+            if unavailable is not None:
+                yield _failure(route.intent, "invalid", unavailable)
+                return
         paused_for = self.breakers[route.intent].retry_after()
         if paused_for is not None:
             yield _failure(
@@ -227,7 +269,7 @@ class Engine:
         actual: int | None = None
         started = time.monotonic()
         first_text = True
-        checkpointed = False
+        checkpointed = route.source == "resumed"  # a resumed job already has its checkpoint
         details: dict[str, object] = {"service": intent.value, "route": route.source, "reserved": hold.amount}
         try:
             async with self._admitted(hold) as waiting:
@@ -318,6 +360,15 @@ class Engine:
         details |= {"status": "done", "cost": charged, "latency_ms": _since(started)}
         log.info("request done", extra=details)
 
+    def _cannot_summarize(self, request: Request) -> str | None:
+        if Intent.SUMMARY not in self.generators:
+            return "Summaries aren't available here yet. Nothing was charged."
+        if self.conversations is None or request.conversation is None:
+            return "I can only summarize a conversation I'm part of: ask in a thread where I've answered."
+        if not request.history:
+            return "There's nothing to summarize here yet: I have no earlier messages of this conversation."
+        return None
+
     async def _next_part(
         self, parts: AsyncIterator[GeneratorPart], *, suspendable: bool
     ) -> GeneratorPart | None:
@@ -330,6 +381,13 @@ class Engine:
         stop = asyncio.ensure_future(self._suspending.wait())
         try:
             await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # End the pending step too: closing a generator another task is still running fails,
+            # and that error would replace (swallow) the cancellation.
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await step
+            raise
         finally:
             stop.cancel()
         if step.done():
@@ -421,8 +479,9 @@ class Engine:
         ruled = route_by_rules(text)
         if ruled is not None:
             return ruled
+        fallback = route_follow_up(text, request.history) or Route(Intent.CHAT, text, "fallback")
         if self.classifier is None:
-            return Route(Intent.CHAT, text, "fallback")
+            return fallback
         classifier = self.classifier
         reservation = await self.ledger.reserve(
             request.scope,
@@ -436,11 +495,14 @@ class Engine:
         if isinstance(reservation, Refusal):
             return _failure(None, "refused", budget_refusal(reservation, None))
         try:
-            answer = await classifier.classify(text)
+            # Classifiers written before conversations existed take the text alone.
+            answer = await (
+                classifier.classify(text, request.history) if request.history else classifier.classify(text)
+            )
         except Exception as error:
             await self.ledger.refund(reservation, note=f"classifier failed: {error!r}"[:500])
-            log.warning("classifier failed (%r); answering as chat", error)
-            return Route(Intent.CHAT, text, "fallback")
+            log.warning("classifier failed (%r); answering as %s", error, fallback.intent.value)
+            return fallback
         await self._settle(reservation, answer.cost, None)
         return Route(answer.intent, answer.prompt.strip() or text, "classifier")
 
@@ -488,3 +550,74 @@ async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator
         yield parts
     finally:
         await _close(parts)
+
+
+class _Memory:
+    """Records one request's exchange in its conversation: the question when work starts, and
+    the answer (its text, media and failure) once the stream ends, however it ends."""
+
+    def __init__(
+        self, store: ConversationStore, request: Request, conversation: str, route: Route | Failure
+    ) -> None:
+        self._store = store
+        self._request = request
+        self._conversation = conversation
+        self._summary = isinstance(route, Route) and route.intent is Intent.SUMMARY
+        self._text: list[str] = []
+        self._media: list[tuple[EventKind, str]] = []
+        self._failure: str | None = None
+
+    @classmethod
+    def of(cls, store: ConversationStore | None, request: Request, route: Route | Failure) -> _Memory | None:
+        if store is None or request.conversation is None:
+            return None
+        return cls(store, request, request.conversation, route)
+
+    def see(self, part: Part) -> None:
+        if isinstance(part, TextDelta):
+            self._text.append(part.text)
+        elif isinstance(part, Image):
+            self._media.append((EventKind.IMAGE, describe_media(Intent.IMAGE, part.prompt)))
+        elif isinstance(part, Audio):
+            self._media.append((EventKind.SONG, describe_media(Intent.SONG, part.prompt or part.title)))
+        elif isinstance(part, Failure):
+            self._failure = part.message
+
+    async def remember_question(self, text: str) -> None:
+        """Store what was asked; a ``/summary`` command is not part of the conversation itself."""
+        if self._request.intent is Intent.SUMMARY:
+            return
+        command = command_for(self._request.intent) if self._request.intent else None
+        try:
+            await self._record(EventKind.USER_MESSAGE, f"/{command.name} {text}" if command else text)
+        except Exception:
+            log.exception("could not record the question in its conversation")
+
+    async def remember_answer(self) -> None:
+        try:
+            text = "".join(self._text).strip()
+            if self._summary:
+                # A failed summary says nothing about the conversation, and must not make the bot
+                # "known" in a thread it never answered in.
+                if text and self._failure is None:
+                    await self._record(EventKind.SUMMARY, text)
+                return
+            if text:
+                await self._record(EventKind.ANSWER, text)
+            for kind, description in self._media:
+                await self._record(kind, description)
+            if self._failure is not None:
+                await self._record(EventKind.FAILURE, self._failure)
+        except Exception:
+            log.exception("could not record the answer in its conversation")
+
+    async def _record(self, kind: EventKind, text: str) -> None:
+        request = self._request
+        await self._store.record(
+            self._conversation,
+            scope=request.scope,
+            user=request.user,
+            kind=kind,
+            text=text,
+            request_id=request.id,
+        )

@@ -99,6 +99,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_unfinished ON jobs (state)
         WHERE state IN ('queued', 'running', 'delivering', 'delivered');
     """,
+    # 4: conversation memory (core.conversations), and bot messages linked to their conversation.
+    """
+    CREATE TABLE conversation_events (
+        id           INTEGER PRIMARY KEY,
+        conversation TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN
+                     ('user_message', 'answer', 'image', 'song', 'failure', 'summary')),
+        text         TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        request_id   TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX conversation_events_by_conversation ON conversation_events (conversation, id);
+    CREATE INDEX conversation_events_by_time ON conversation_events (created_at);
+    CREATE INDEX conversation_events_by_scope ON conversation_events (scope);
+    CREATE TABLE conversation_links (
+        key          TEXT PRIMARY KEY,
+        conversation TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE INDEX conversation_links_by_conversation ON conversation_links (conversation);
+    CREATE INDEX conversation_links_by_time ON conversation_links (created_at);
+    CREATE INDEX conversation_links_by_scope ON conversation_links (scope);
+    """,
 )
 
 PROMPT_LOG_CHARS = 500

@@ -6,6 +6,7 @@ import enum
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class Intent(enum.StrEnum):
@@ -15,6 +16,8 @@ class Intent(enum.StrEnum):
     SONG = "song"
     RESEARCH = "research"
     CHAT = "chat"
+    SUMMARY = "summary"
+    """A summary of the request's conversation (``/summary``); never picked by the classifier."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,20 @@ class Destination:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One earlier turn of a conversation, as the models see it.
+
+    ``author`` is the platform user id for user turns and ``"bot"`` for the bot's own; ``media``
+    names generated media the turn delivered, as ``"image: <prompt>"`` or ``"song: <prompt>"``.
+    """
+
+    role: Literal["user", "assistant"]
+    author: str
+    text: str
+    media: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """One thing a user asked for. Slash commands set ``intent``; mentions leave it to the router."""
@@ -63,6 +80,12 @@ class Request:
     intent: Intent | None = None
     id: str = field(default_factory=new_request_id)
     destination: Destination | None = None
+    conversation: str | None = None
+    """A stable id the adapter chooses for the thread or reply chain this request continues,
+    e.g. ``discord:thread:123`` or ``slack:C42:1700000000.000100``; ``None`` for one-off requests."""
+    history: tuple[Turn, ...] = ()
+    """The conversation's earlier turns, oldest first. Filled by the engine from its store;
+    adapters leave it empty and never re-read platform history."""
 
 
 # --- parts a generator yields and an adapter renders -------------------------------------------

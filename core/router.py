@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from core.parts import Intent
+from core.history import last_media
+from core.parts import Intent, Turn
 
-RouteSource = Literal["command", "rule", "classifier", "fallback", "resumed"]
+RouteSource = Literal["command", "rule", "classifier", "context", "fallback", "resumed"]
+
+CLASSIFIED_INTENTS = (Intent.IMAGE, Intent.SONG, Intent.RESEARCH, Intent.CHAT)
+"""What a classifier may answer: summaries are only asked for explicitly (command or rule)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +41,10 @@ class Classifier(Protocol):
         """Micro-dollars to reserve for one classification."""
         ...
 
-    async def classify(self, text: str) -> Classification:
-        """Classify; raise on any failure or answer outside the known intents."""
+    async def classify(self, text: str, history: Sequence[Turn] = ()) -> Classification:
+        """Classify ``text``, reading ``history`` (the conversation's earlier turns, oldest first)
+        to resolve follow-ups like "another one" or "now a song about that" into a full prompt.
+        Raise on any failure or answer outside ``CLASSIFIED_INTENTS``."""
         ...
 
 
@@ -65,6 +72,38 @@ _KEYWORDS: dict[Intent, re.Pattern[str]] = {
     Intent.RESEARCH: re.compile(r"\b(research|paper|report|survey|literature review)\b", re.IGNORECASE),
 }
 _RECIPIENT = r"(?:(?:me|us)\s+)?"
+_REFERS_BACK = re.compile(
+    r"\b(?:about|of|on|for|from|like|into|with)\s+(?:that|this|it|them|those|these)\s*[.!?]*$"
+    r"|\b(?:make|do|turn|redo|draw|paint|sing|write)\s+(?:it|that|this|them)\b"
+    r"|\b(?:another|one more|again|the same|longer|shorter|instead)\b",
+    re.IGNORECASE,
+)
+"""Follow-ups whose subject is earlier in the conversation: rules can't know it, so they pass."""
+_SUMMARY = re.compile(
+    rf"^{_POLITE}(?:summari[sz]e|recap|sum up|tl;?dr)\b.*\b(?:thread|conversation|chat|discussion|so far)\b",
+    re.IGNORECASE,
+)
+_FILLER = re.compile(
+    r"^(?:(?:ok|okay|now|and|then|great|nice|cool|thanks|please|pls|so)\b[\s,!.]*)+", re.IGNORECASE
+)
+_FILLER_WORDS = frozenset(
+    {"ok", "okay", "now", "and", "then", "great", "nice", "cool", "thanks", "please", "pls", "so"}
+)
+_REPEATS = frozenset(
+    {
+        "another",
+        "another one",
+        "one more",
+        "again",
+        "do it again",
+        "once more",
+        "same again",
+        "more",
+        "make another",
+        "make another one",
+    }
+)
+_ABOUT_THAT = re.compile(r"\b(about|of|on|for)\s+(?:that|this|it|them)\s*[.!?]*$", re.IGNORECASE)
 _PREFIXES: dict[Intent, re.Pattern[str]] = {
     Intent.IMAGE: re.compile(
         rf"^{_POLITE}(?:draw|paint|sketch|illustrate|render|make|create|generate|give|show)\s+{_RECIPIENT}"
@@ -95,9 +134,59 @@ def route_by_rules(text: str) -> Route | None:
     text = " ".join(text.split())
     if _GREETING.match(text) and len(text.split()) <= 6:
         return Route(Intent.CHAT, text, "rule")
-    if _QUESTION.match(text):
+    if _SUMMARY.match(text):
+        return Route(Intent.SUMMARY, "", "rule")
+    if _QUESTION.match(text) or _REFERS_BACK.search(text):
         return None
     matched = [intent for intent, pattern in _KEYWORDS.items() if pattern.search(text)]
     if len(matched) != 1:
         return None
     return Route(matched[0], clean_prompt(matched[0], text), "rule")
+
+
+def route_follow_up(text: str, history: Sequence[Turn]) -> Route | None:
+    """A deterministic reading of the commonest follow-ups, for when no classifier can read the
+    conversation: "another one" or "again" repeats the last media, and "a song about that" makes
+    the named kind of work about the last topic. ``None`` when ``text`` is neither."""
+    text = " ".join(text.split())
+    if _bare(text) in _REPEATS:
+        repeated = last_media(history)
+        return Route(repeated[0], repeated[1], "context") if repeated else None
+    about = _ABOUT_THAT.search(text)
+    if about is None:
+        return None
+    matched = [intent for intent, pattern in _KEYWORDS.items() if pattern.search(text)]
+    topic = last_topic(history)
+    if len(matched) != 1 or topic is None:
+        return None
+    filled = _FILLER.sub("", f"{text[: about.start()]}{about.group(1)} {topic}").strip()
+    return Route(matched[0], clean_prompt(matched[0], filled), "context")
+
+
+def last_topic(history: Sequence[Turn]) -> str | None:
+    """What the conversation was last about: the newest media's prompt, or else the newest user
+    message that names its own subject (cleaned of request phrasing)."""
+    for turn in reversed(history):
+        if turn.role == "assistant":
+            repeated = last_media([turn])
+            if repeated is not None:
+                return repeated[1]
+            continue
+        text = " ".join(turn.text.split())
+        if text.startswith("/"):  # a slash command as remembered: "/research the transistor"
+            text = text.partition(" ")[2]
+        if not text or _REFERS_BACK.search(text) or _bare(text) in _REPEATS:
+            continue
+        ruled = route_by_rules(text)
+        return ruled.prompt if ruled is not None and ruled.intent is not Intent.SUMMARY else text
+    return None
+
+
+def _bare(text: str) -> str:
+    """The words of ``text`` without punctuation or politeness around them: "Again, please!" → "again"."""
+    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
+    while words and words[0] in _FILLER_WORDS:
+        words.pop(0)
+    while words and words[-1] in _FILLER_WORDS:
+        words.pop()
+    return " ".join(words)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
+from core.conversations import ConversationStore
+from core.demo import (
+    DemoChatGenerator,
+    DemoImageGenerator,
+    DemoResearchGenerator,
+    DemoSongGenerator,
+    DemoSummaryGenerator,
+)
 from core.engine import Engine
 from core.ledger import Ledger
 from core.money import usd_to_micros
@@ -30,7 +37,8 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
 
 
 def demo_engine(ledger: Ledger) -> Engine:
-    """An engine on the offline demo generators with no artificial delays."""
+    """An engine on the offline demo generators with no artificial delays, remembering
+    conversations in the ledger's database."""
     return Engine(
         ledger=ledger,
         generators={
@@ -38,7 +46,9 @@ def demo_engine(ledger: Ledger) -> Engine:
             Intent.SONG: DemoSongGenerator(cost=SONG_COST, delay_s=0),
             Intent.RESEARCH: DemoResearchGenerator(cost=RESEARCH_COST, delay_s=0),
             Intent.CHAT: DemoChatGenerator(cost=CHAT_COST, delay_s=0),
+            Intent.SUMMARY: DemoSummaryGenerator(cost=RESEARCH_COST, delay_s=0),
         },
+        conversations=ConversationStore(ledger),
     )
 
 

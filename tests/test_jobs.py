@@ -41,6 +41,7 @@ class SlowSong:
     resumed: list[Mapping[str, str]] = field(default_factory=list)
     finish: asyncio.Event = field(default_factory=asyncio.Event)
     checkpoint_first: bool = True
+    wait_when_resumed: bool = False
 
     def estimate(self, prompt: str) -> int:
         return 50_000
@@ -59,6 +60,8 @@ class SlowSong:
     ) -> AsyncIterator[GeneratorPart]:
         self.resumed.append(checkpoint)
         yield Status("Still generating…")
+        if self.wait_when_resumed:
+            await self.finish.wait()
         yield SONG
 
 
@@ -235,6 +238,36 @@ async def test_suspend_ends_a_checkpointed_job_with_a_notice_and_keeps_it_for_th
     try:
         [resumption] = await song_engine(ledger, SlowSong()).resume_unfinished()
         assert [part async for part in resumption.parts][-1] == SONG
+        report = await ledger.report(SCOPE)
+        assert (report.used, report.held) == (50_000, 0)
+    finally:
+        await ledger.close()
+
+
+async def test_a_resumed_job_suspended_again_keeps_its_hold_for_the_start_after(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    stream = song_engine(ledger, SlowSong()).handle(song_request())
+    while await anext(stream) != Status("Generating…"):
+        pass
+    await ledger.close()
+    await crashed(stream)
+
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    engine = song_engine(ledger, SlowSong(wait_when_resumed=True))
+    [resumption] = await engine.resume_unfinished()
+    resumed = resumption.parts
+    assert await anext(resumed) == Status("Still generating…")
+    engine.suspend()  # a second shutdown while the resumed song still cooks
+    rest = [part async for part in resumed]
+    assert isinstance(rest[-1], TextDelta) and "I'm restarting" in rest[-1].text
+    assert (await ledger.report(SCOPE)).held == 50_000  # still the provider's job: not refunded
+    await ledger.close()
+
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    try:
+        [third] = await song_engine(ledger, SlowSong()).resume_unfinished()
+        assert [part async for part in third.parts][-1] == SONG
         report = await ledger.report(SCOPE)
         assert (report.used, report.held) == (50_000, 0)
     finally:

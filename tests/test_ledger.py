@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from core.ledger import Hold, Ledger, Refusal, period_end, sqlite_path
+from core.ledger import MIGRATIONS, Hold, Ledger, Refusal, period_end, sqlite_path
 from core.parts import Scope
 
 SCOPE = Scope("discord", "42")
@@ -175,7 +175,7 @@ async def test_schema_is_versioned_and_migrated_once(tmp_path: Path) -> None:
         await (await Ledger.open(url, default_limit=1)).close()
     async with aiosqlite.connect(tmp_path / "v.db") as db:
         async with db.execute("PRAGMA user_version") as cursor:
-            assert (await cursor.fetchone()) == (3,)
+            assert (await cursor.fetchone()) == (len(MIGRATIONS),)
         async with db.execute("PRAGMA journal_mode") as cursor:
             assert (await cursor.fetchone()) == ("wal",)
 

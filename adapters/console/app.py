@@ -11,13 +11,16 @@ from typing import TextIO
 
 from adapters.console.surface import ConsoleSurface
 from core.budget import budget_command
-from core.commands import BY_NAME, help_text
+from core.commands import ALL_COMMANDS, BY_NAME, help_text
+from core.conversations import forget_command
 from core.engine import Engine
-from core.parts import Request, Scope
+from core.parts import Intent, Request, Scope
 from core.render import render
 
 CONSOLE_SCOPE = Scope("console", "local")
 CONSOLE_USER = "console"
+CONSOLE_CONVERSATION = "console:local"
+"""The terminal is one long conversation, remembered across runs until ``/forget``."""
 BANNER = "Studio bot: type a request, or /help for commands. Ctrl-D or /quit to leave."
 
 
@@ -38,14 +41,14 @@ class ConsoleChat:
         if self._echo:
             self._print(f"> {line}")
         if not line.startswith("/"):
-            await self._ask(Request(scope=CONSOLE_SCOPE, user=CONSOLE_USER, text=line))
+            await self._ask(line)
             return True
         name, _, args = line[1:].partition(" ")
         name = name.lower()
         if name in ("quit", "exit"):
             return False
         if name == "help":
-            self._print(help_text())
+            self._print(help_text(ALL_COMMANDS))
         elif name == "budget":
             self._print(
                 await budget_command(
@@ -57,16 +60,30 @@ class ConsoleChat:
                     can_change=True,
                 )
             )
+        elif name == "forget":
+            self._print(await self._forget(args))
         elif name in BY_NAME and BY_NAME[name].intent is not None:
-            intent = BY_NAME[name].intent
-            await self._ask(Request(scope=CONSOLE_SCOPE, user=CONSOLE_USER, text=args, intent=intent))
+            await self._ask(args, BY_NAME[name].intent)
         else:
-            self._print(f"Unknown command /{name}.\n{help_text()}\n• `/help`, `/quit`")
+            self._print(f"Unknown command /{name}.\n{help_text(ALL_COMMANDS)}\n• `/help`, `/quit`")
         return True
 
-    async def _ask(self, request: Request) -> None:
+    async def _ask(self, text: str, intent: Intent | None = None) -> None:
+        request = Request(
+            scope=CONSOLE_SCOPE,
+            user=CONSOLE_USER,
+            text=text,
+            intent=intent,
+            conversation=CONSOLE_CONVERSATION,
+        )
         surface = ConsoleSurface(self._out, self._media_dir)
         await render(self._engine.handle(request), surface)
+
+    async def _forget(self, args: str) -> str:
+        store = self._engine.conversations
+        if store is None:
+            return "I don't remember conversations here, so there's nothing to forget."
+        return await forget_command(store, CONSOLE_CONVERSATION, CONSOLE_SCOPE, args, can_forget_scope=True)
 
     def _print(self, text: str) -> None:
         self._out.write(text.rstrip("\n") + "\n")

@@ -2,6 +2,12 @@
 
 from core.demo.image import DemoImageGenerator
 from core.demo.song import DemoSongGenerator
-from core.demo.text import DemoChatGenerator, DemoResearchGenerator
+from core.demo.text import DemoChatGenerator, DemoResearchGenerator, DemoSummaryGenerator
 
-__all__ = ["DemoChatGenerator", "DemoImageGenerator", "DemoResearchGenerator", "DemoSongGenerator"]
+__all__ = [
+    "DemoChatGenerator",
+    "DemoImageGenerator",
+    "DemoResearchGenerator",
+    "DemoSongGenerator",
+    "DemoSummaryGenerator",
+]

@@ -1,4 +1,4 @@
-"""Demo research papers and chat answers, written locally and streamed a few words at a time."""
+"""Demo research papers, chat answers and summaries, written locally and streamed a few words at a time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import re
 from collections.abc import AsyncIterator, Iterator
 
 from core.clock import Clock, SystemClock
-from core.parts import GeneratorPart, Intent, Request, TextDelta
+from core.history import DEFAULT_HISTORY_TOKENS, Window, fit_history, transcript
+from core.parts import GeneratorPart, Intent, Request, Status, TextDelta
 
 DEMO_NOTE = "_Demo output, written offline: set `OPENAI_API_KEY` for real answers._"
 
@@ -54,12 +55,35 @@ def research_paper(topic: str) -> str:
     )
 
 
-def chat_answer(text: str) -> str:
+def chat_answer(text: str, window: Window | None = None) -> str:
+    """Echo the message, and show what the bot remembers of the conversation."""
+    memory = ""
+    earlier = [turn for turn in window.turns if turn.role == "user"] if window else []
+    if window is not None and earlier:
+        memory = (
+            f"\n\nI remember {len(window.turns)} earlier turns of this conversation; before this you said: "
+            f"“{_clip(earlier[-1].text, 120)}”."
+        )
     return (
-        f"You said: “{text.strip()}”.\n\nI'm running on offline demo providers, so I can't really "
-        "think about it, but everything else works: try `/imagine a red fox`, `/song a sea shanty`, "
+        f"You said: “{text.strip()}”.{memory}\n\nI'm running on offline demo providers, so I can't "
+        "really think about it, but everything else works: try `/imagine a red fox`, `/song a sea shanty`, "
         f"`/research the transistor` or `/budget`.\n\n{DEMO_NOTE}"
     )
+
+
+def summary_of(window: Window, focus: str = "") -> str:
+    """A bullet per remembered turn (the newest ten), clipped: what a summary would cover."""
+    shown = transcript(window.turns[-10:], per_turn_chars=100).splitlines()
+    left_out = len(window.turns) - len(shown) + window.left_out
+    bullets = "\n".join(f"• {line}" for line in shown)
+    older = f"\n• …and {left_out} older turns." if left_out else ""
+    about = f" (focus: {focus.strip()})" if focus.strip() else ""
+    return f"**Summary of this conversation{about}**\n\n{bullets}{older}\n\n{DEMO_NOTE}"
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def chunks(text: str) -> Iterator[str]:
@@ -71,19 +95,31 @@ class _DemoText:
     intent: Intent
     demo = True
 
-    def __init__(self, *, cost: int, delay_s: float = 0.03, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cost: int,
+        delay_s: float = 0.03,
+        clock: Clock | None = None,
+        history_tokens: int = DEFAULT_HISTORY_TOKENS,
+    ) -> None:
         self._cost = cost
         self._delay_s = delay_s
         self._clock = clock or SystemClock()
+        self._history_tokens = history_tokens
 
     def estimate(self, prompt: str) -> int:
         return self._cost
 
-    def write(self, prompt: str) -> str:
+    def write(self, prompt: str, window: Window) -> str:
         raise NotImplementedError
 
     async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
-        for piece in chunks(self.write(prompt)):
+        window = fit_history(request.history, max_tokens=self._history_tokens)
+        status = window.status()
+        if status:
+            yield Status(status)
+        for piece in chunks(self.write(prompt, window)):
             yield TextDelta(piece)
             if self._delay_s:
                 await self._clock.sleep(self._delay_s)
@@ -92,12 +128,21 @@ class _DemoText:
 class DemoResearchGenerator(_DemoText):
     intent = Intent.RESEARCH
 
-    def write(self, prompt: str) -> str:
+    def write(self, prompt: str, window: Window) -> str:
         return research_paper(prompt)
 
 
 class DemoChatGenerator(_DemoText):
     intent = Intent.CHAT
 
-    def write(self, prompt: str) -> str:
-        return chat_answer(prompt)
+    def write(self, prompt: str, window: Window) -> str:
+        return chat_answer(prompt, window)
+
+
+class DemoSummaryGenerator(_DemoText):
+    """``/summary`` offline: the remembered turns, one clipped bullet each."""
+
+    intent = Intent.SUMMARY
+
+    def write(self, prompt: str, window: Window) -> str:
+        return summary_of(window, prompt)

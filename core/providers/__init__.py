@@ -7,12 +7,14 @@ from core.providers.openai_image import OpenAIImageGenerator
 from core.providers.openai_text import OpenAITextGenerator, TextModel, chat_generator, research_generator
 from core.providers.pricing import TokenPrice
 from core.providers.songs import SongApi, SongGenerator, SunoApi, UdioApi
+from core.providers.summary import OpenAISummaryGenerator
 
 __all__ = [
     "BflImageGenerator",
     "ClassifierError",
     "OpenAIClassifier",
     "OpenAIImageGenerator",
+    "OpenAISummaryGenerator",
     "OpenAITextGenerator",
     "RetryPolicy",
     "SongApi",

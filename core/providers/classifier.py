@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict
 
-from core.parts import Intent
+from core.history import transcript
+from core.parts import Intent, Turn
 from core.providers.openai_text import TextModel
-from core.router import Classification
+from core.router import CLASSIFIED_INTENTS, Classification
 
 INSTRUCTIONS = """\
 You route messages sent to a chat bot that can: draw an image (image), compose a song with lyrics
@@ -17,12 +20,20 @@ You route messages sent to a chat bot that can: draw an image (image), compose a
 Pick "image", "song" or "research" only when the person clearly asks for that piece of work.
 Greetings, thanks, questions, opinions and everything else are "chat".
 Also return the prompt: the subject of the request without the request phrasing (for "could you
-paint me a fox in the snow?" the prompt is "a fox in the snow"); for chat, the message unchanged."""
+paint me a fox in the snow?" the prompt is "a fox in the snow"); for chat, the message unchanged.
+When the message follows up on the conversation shown ("another one", "make it longer", "now a
+song about that"), decide from the conversation and write a prompt that stands on its own: name the
+subject instead of "that" or "it" (after an image of a red fox, "another one" is image "a red fox",
+and "now a song about that" is song "a song about a red fox")."""
+
+HISTORY_TURNS = 8
+"""The newest turns the classifier reads: enough for a follow-up's subject, cheap to send."""
+HISTORY_TURN_CHARS = 400
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "intent": {"type": "string", "enum": [intent.value for intent in Intent]},
+        "intent": {"type": "string", "enum": [intent.value for intent in CLASSIFIED_INTENTS]},
         "prompt": {"type": "string"},
     },
     "required": ["intent", "prompt"],
@@ -53,16 +64,23 @@ class OpenAIClassifier:
     def estimate(self, text: str) -> int:
         return self._model.allowance
 
-    async def classify(self, text: str) -> Classification:
-        """Ask the model; raise ``ClassifierError`` (or the SDK's error) on anything unusable."""
+    async def classify(self, text: str, history: Sequence[Turn] = ()) -> Classification:
+        """Ask the model, showing it the newest turns of ``history``; raise ``ClassifierError``
+        (or the SDK's error) on anything unusable."""
+        messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": INSTRUCTIONS}]
+        if history:
+            shown = transcript(history[-HISTORY_TURNS:], per_turn_chars=HISTORY_TURN_CHARS)
+            messages.append({"role": "system", "content": f"The conversation so far, oldest first:\n{shown}"})
+        messages.append({"role": "user", "content": text})
+        contents = [str(message.get("content") or "") for message in messages]
         response = await self._client.chat.completions.create(
             model=self._model.name,
-            messages=[{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": text}],
+            messages=messages,
             response_format={
                 "type": "json_schema",
                 "json_schema": {"name": "route", "strict": True, "schema": SCHEMA},
             },
-            max_completion_tokens=self._model.output_limit(INSTRUCTIONS, text),
+            max_completion_tokens=self._model.output_limit(*contents),
         )
         content = response.choices[0].message.content if response.choices else None
         if not content:
@@ -71,5 +89,7 @@ class OpenAIClassifier:
             answer = _Answer.model_validate_json(content)
         except ValueError as error:
             raise ClassifierError(f"unusable classifier answer {content[:200]!r}") from error
-        cost = self._model.charge(response.usage, INSTRUCTIONS, text, written=content)
+        if answer.intent not in CLASSIFIED_INTENTS:
+            raise ClassifierError(f"the classifier chose {answer.intent.value!r}, which it may not")
+        cost = self._model.charge(response.usage, *contents, written=content)
         return Classification(answer.intent, answer.prompt, cost)

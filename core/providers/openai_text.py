@@ -6,21 +6,27 @@ allowance still buys after a worst-case count of the input tokens, so the actual
 the usage the server reports, cannot exceed the reservation. Without a usage report (a cut stream, a
 server that ignores ``include_usage``) the cost is estimated from the text; without a price for the
 model, the allowance is charged as a flat fee.
+
+History: the request's earlier turns are sent as chat messages before the prompt, the newest that
+fit ``history_tokens`` (``HISTORY_TOKENS``); when older ones are left out, the model is told so and
+the person sees it in a progress line. History counts toward the input, so toward the cap too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httpx
 import openai
 from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionMessageParam
 
 from core.errors import GenerationError, ModerationError
+from core.history import DEFAULT_HISTORY_TOKENS, Window, fit_history, multiple_speakers, turn_text
 from core.money import format_usd
-from core.parts import GeneratorPart, Intent, Request, TextDelta, Usage
+from core.parts import GeneratorPart, Intent, Request, Status, TextDelta, Usage
 from core.providers.failures import openai_failure
 from core.providers.pricing import TokenPrice, estimated_tokens, worst_case_tokens
 
@@ -88,33 +94,59 @@ class OpenAITextGenerator:
     demo = False
 
     def __init__(
-        self, *, client: openai.AsyncOpenAI, intent: Intent, model: TextModel, instructions: str
+        self,
+        *,
+        client: openai.AsyncOpenAI,
+        intent: Intent,
+        model: TextModel,
+        instructions: str,
+        history_tokens: int = DEFAULT_HISTORY_TOKENS,
     ) -> None:
         self.intent = intent
         self._client = client
         self._model = model
         self._instructions = instructions
+        self._history_tokens = history_tokens
+
+    def messages(self, prompt: str, request: Request, window: Window) -> list[ChatCompletionMessageParam]:
+        """Instructions, a note if earlier turns were left out, the turns that fit, then the prompt."""
+        messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": self._instructions}]
+        notice = window.notice()
+        if notice:
+            messages.append({"role": "system", "content": notice})
+        named = multiple_speakers(window.turns, request.user)
+        for turn in window.turns:
+            if turn.role == "assistant":
+                messages.append({"role": "assistant", "content": turn_text(turn)})
+            else:
+                text = f"<{turn.author}> {turn.text}" if named else turn.text
+                messages.append({"role": "user", "content": text})
+        messages.append({"role": "user", "content": f"<{request.user}> {prompt}" if named else prompt})
+        return messages
 
     def estimate(self, prompt: str) -> int:
         return self._model.allowance
 
     async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
-        limit = self._model.output_limit(self._instructions, prompt)
+        window = fit_history(request.history, max_tokens=self._history_tokens)
+        messages = self.messages(prompt, request, window)
+        contents = _contents(messages)
+        limit = self._model.output_limit(*contents)
         if limit < MIN_OUTPUT_TOKENS:
             raise GenerationError(
                 "That prompt is too long to answer within the allowance for one answer. Please shorten it.",
                 detail=f"only {limit} output tokens affordable",
             )
+        status = window.status()
+        if status:
+            yield Status(status)
         written: list[str] = []
         usage: CompletionUsage | None = None
         finish: str | None = None
         try:
             stream = await self._client.chat.completions.create(
                 model=self._model.name,
-                messages=[
-                    {"role": "system", "content": self._instructions},
-                    {"role": "user", "content": prompt},
-                ],
+                messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 max_completion_tokens=limit,
@@ -133,7 +165,7 @@ class OpenAITextGenerator:
                 raise failure or GenerationError(
                     f"The {SERVICE} sent a broken reply ({type(error).__name__}).", detail=repr(error)
                 ) from error
-            cost = self._model.charge(None, self._instructions, prompt, written="".join(written))
+            cost = self._model.charge(None, *contents, written="".join(written))
             yield Usage(cost)
             raise GenerationError(
                 f"The {SERVICE}'s answer broke off mid-way ({type(error).__name__}), so the text above is "
@@ -147,16 +179,34 @@ class OpenAITextGenerator:
             yield TextDelta("\n\n_(Cut short: this is as long as one answer can be.)_")
         if usage is None:
             log.info("%s reported no usage; charging an estimate", self._model.name)
-        yield Usage(self._model.charge(usage, self._instructions, prompt, written="".join(written)))
+        yield Usage(self._model.charge(usage, *contents, written="".join(written)))
 
 
-def research_generator(client: openai.AsyncOpenAI, model: TextModel) -> OpenAITextGenerator:
+def research_generator(
+    client: openai.AsyncOpenAI, model: TextModel, *, history_tokens: int = DEFAULT_HISTORY_TOKENS
+) -> OpenAITextGenerator:
     """Research papers: title, abstract, sections and references, streamed."""
     return OpenAITextGenerator(
-        client=client, intent=Intent.RESEARCH, model=model, instructions=RESEARCH_INSTRUCTIONS
+        client=client,
+        intent=Intent.RESEARCH,
+        model=model,
+        instructions=RESEARCH_INSTRUCTIONS,
+        history_tokens=history_tokens,
     )
 
 
-def chat_generator(client: openai.AsyncOpenAI, model: TextModel) -> OpenAITextGenerator:
+def chat_generator(
+    client: openai.AsyncOpenAI, model: TextModel, *, history_tokens: int = DEFAULT_HISTORY_TOKENS
+) -> OpenAITextGenerator:
     """Plain conversation: greetings, questions, anything that is not a paid media request."""
-    return OpenAITextGenerator(client=client, intent=Intent.CHAT, model=model, instructions=CHAT_INSTRUCTIONS)
+    return OpenAITextGenerator(
+        client=client,
+        intent=Intent.CHAT,
+        model=model,
+        instructions=CHAT_INSTRUCTIONS,
+        history_tokens=history_tokens,
+    )
+
+
+def _contents(messages: Sequence[ChatCompletionMessageParam]) -> list[str]:
+    return [str(message.get("content") or "") for message in messages]
