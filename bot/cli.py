@@ -7,22 +7,18 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from bot.errors import UsageError
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
-from bot.wiring import App, open_app
+from bot.wiring import open_app
 from core.budget import format_report
 from core.money import format_usd, parse_usd
 from core.parts import Scope
 
 log = logging.getLogger("bot")
-
-
-class UsageError(Exception):
-    """A problem the operator can fix; printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +79,7 @@ def start_logging(settings: Settings, *, interactive: bool) -> None:
 async def cmd_chat(settings: Settings, args: argparse.Namespace) -> None:
     from adapters.console import run_console
 
-    async with open_app(settings) as app:
+    async with open_app(settings, role="console") as app:
         services = ", ".join(
             f"{name} {text.split(' ')[0]}" for name, text in app.providers.descriptions.items()
         )
@@ -91,71 +87,11 @@ async def cmd_chat(settings: Settings, args: argparse.Namespace) -> None:
         await run_console(app.engine, media_dir=args.out)
 
 
-PlatformStarter = Callable[[App], Coroutine[Any, Any, None]]
-
-
-def platform_starters(settings: Settings) -> dict[str, PlatformStarter]:
-    """The platform adapters whose credentials are set, by name; each runs until cancelled."""
-    starters: dict[str, PlatformStarter] = {}
-    if settings.discord_token is not None:
-        starters["discord"] = start_discord
-    if settings.slack_bot_token:
-        if not (settings.slack_app_token or settings.slack_signing_secret):
-            raise UsageError(
-                "SLACK_BOT_TOKEN is set, but Slack also needs SLACK_APP_TOKEN (Socket Mode) or "
-                "SLACK_SIGNING_SECRET (HTTP mode on SLACK_PORT). See docs/slack.md."
-            )
-        starters["slack"] = start_slack
-    return starters
-
-
-async def start_slack(app: App) -> None:
-    """Run the Slack adapter (Socket Mode with SLACK_APP_TOKEN, else HTTP) until cancelled."""
-    from adapters.slack import SlackConfig, SlackStartupError, run_slack
-
-    settings = app.settings
-    if not settings.slack_bot_token:
-        raise UsageError("SLACK_BOT_TOKEN is not set.")
-    config = SlackConfig(
-        bot_token=settings.slack_bot_token.get_secret_value(),
-        app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
-        signing_secret=(
-            settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-        ),
-        port=settings.slack_port,
-        api_url=settings.slack_api_url,
-        admin_ids=frozenset(settings.slack_admin_ids),
-        budget_visible_to=settings.budget_visible_to,
-    )
-    try:
-        await run_slack(config, engine=app.engine, ledger=app.ledger, clock=app.clock)
-    except SlackStartupError as error:
-        raise UsageError(f"{error}.") from None
-
-
 async def cmd_slack_manifest(settings: Settings, args: argparse.Namespace) -> None:
     from adapters.slack import app_manifest
 
     manifest = app_manifest(name=args.name, request_url=args.request_url)
     print(json.dumps(manifest, indent=2, ensure_ascii=False))
-
-
-async def start_discord(app: App) -> None:
-    """Run the Discord adapter with the Discord settings until cancelled."""
-    from adapters.discord import DiscordConfig, run_discord
-
-    settings = app.settings
-    if settings.discord_token is None:
-        raise UsageError("DISCORD_TOKEN is not set.")
-    config = DiscordConfig(
-        token=settings.discord_token.get_secret_value(),
-        api_url=settings.discord_api_url,
-        gateway_url=settings.discord_gateway_url,
-        guild_ids=tuple(int(guild_id) for guild_id in settings.discord_guild_ids),
-        allow_dms=settings.discord_allow_dms,
-        budget_visible_to=settings.budget_visible_to,
-    )
-    await run_discord(config, engine=app.engine, ledger=app.ledger, clock=app.clock)
 
 
 async def cmd_discord_invite(settings: Settings, args: argparse.Namespace) -> None:
@@ -173,6 +109,9 @@ async def cmd_discord_invite(settings: Settings, args: argparse.Namespace) -> No
 
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from bot.platforms import platform_starters
+    from bot.service import serve
+
     starters = platform_starters(settings)
     if not starters:
         raise UsageError(
@@ -182,10 +121,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             " or SLACK_SIGNING_SECRET (HTTP mode).\n"
             "To try the bot without a platform, run: python -m bot chat"
         )
-    async with open_app(settings) as app, asyncio.TaskGroup() as group:
-        for name, start in starters.items():
-            log.info("starting %s", name)
-            group.create_task(start(app), name=name)
+    await serve(settings, starters)
 
 
 def _scope(text: str) -> Scope:
@@ -196,7 +132,7 @@ def _scope(text: str) -> Scope:
 
 
 async def cmd_budget_show(settings: Settings, args: argparse.Namespace) -> None:
-    async with open_app(settings) as app:
+    async with open_app(settings, role="tool") as app:
         print(format_report(await app.ledger.report(_scope(args.scope))))
 
 
@@ -206,13 +142,13 @@ async def cmd_budget_set(settings: Settings, args: argparse.Namespace) -> None:
         limit = parse_usd(args.amount)
     except ValueError as error:
         raise UsageError(f"Can't set the limit: {error}") from None
-    async with open_app(settings) as app:
+    async with open_app(settings, role="tool") as app:
         await app.ledger.set_limit(scope, limit, by="cli")
         print(f"{scope}: monthly limit set to {format_usd(limit)}.")
 
 
 async def cmd_budget_reset(settings: Settings, args: argparse.Namespace) -> None:
-    async with open_app(settings) as app:
+    async with open_app(settings, role="tool") as app:
         scope = _scope(args.scope)
         await app.ledger.reset_limit(scope)
         print(f"{scope}: limit reset to the default, {format_usd(app.ledger.default_limit_for(scope))}.")

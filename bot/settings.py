@@ -116,6 +116,20 @@ class Settings(BaseSettings):
     breaker_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_cooldown_s: Annotated[float, Field(gt=0)] = 30
 
+    # --- operations ---------------------------------------------------------------------------
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9090
+    """/healthz, /readyz and /metrics for ``run``; 0 turns the endpoint off."""
+    metrics_host: str = "127.0.0.1"
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 20
+
+    # --- conversations ------------------------------------------------------------------------
+    history_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Days conversation events are kept before the periodic purge deletes them."""
+    history_tokens: Annotated[int, Field(ge=0, le=100_000)] = 3000
+    """Tokens of earlier turns sent with chat, research and summaries (oldest left out first)."""
+    summary_idle_min: Annotated[int, Field(ge=0, le=10_080)] = 0
+    """Minutes of quiet after which a conversation gets an automatic, charged summary; 0 = never."""
+
     @field_validator("discord_guild_ids", "slack_admin_ids", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

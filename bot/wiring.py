@@ -5,15 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
 
 import httpx
 
+from adapters.console import CONSOLE_SCOPE
 from bot.providers import Providers, build_providers, log_providers
 from bot.settings import Settings
 from core.admission import Admission
 from core.breaker import CircuitBreaker
 from core.clock import Clock, SystemClock
-from core.engine import Engine
+from core.conversations import ConversationStore, purge_periodically
+from core.engine import Engine, Resumption
+from core.health import Readiness
+from core.idle import summarize_idle_periodically
+from core.jobs import JobStore
 from core.ledger import Ledger
 from core.parts import Intent
 
@@ -28,6 +35,14 @@ class App:
     http: httpx.AsyncClient
     providers: Providers
     clock: Clock
+    readiness: Readiness
+    resumptions: list[Resumption]
+    """Jobs a previous run left unfinished, to be delivered by their platform's adapter."""
+
+
+Role = Literal["service", "console", "tool"]
+"""What the process is: the bot service (owns every unfinished job and hold), the terminal chat
+(owns only console work), or a one-shot tool such as ``budget show`` (owns nothing)."""
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
@@ -59,11 +74,33 @@ def build_engine(settings: Settings, *, providers: Providers, ledger: Ledger, cl
         classifier=providers.classifier,
         admission=admission,
         breakers=breakers,
+        jobs=JobStore(ledger),
+        conversations=ConversationStore(ledger),
     )
 
 
+async def purge_history(app: App) -> None:
+    """Delete conversation events older than ``HISTORY_DAYS`` now and hourly, until cancelled.
+    Start it next to the platform adapters in ``run``."""
+    if app.engine.conversations is not None:
+        keep = timedelta(days=app.settings.history_days)
+        await purge_periodically(app.engine.conversations, keep=keep, clock=app.clock)
+
+
+async def summarize_idle_conversations(app: App) -> None:
+    """Summarize conversations quiet for ``SUMMARY_IDLE_MIN`` minutes, until cancelled; returns at
+    once when that is 0 (the default). Start it next to the platform adapters in ``run``."""
+    if app.settings.summary_idle_min and app.engine.conversations is not None:
+        idle_for = timedelta(minutes=app.settings.summary_idle_min)
+        await summarize_idle_periodically(
+            app.engine, app.engine.conversations, idle_for=idle_for, clock=app.clock
+        )
+
+
 @asynccontextmanager
-async def open_app(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[App]:
+async def open_app(settings: Settings, *, role: Role, clock: Clock | None = None) -> AsyncIterator[App]:
+    """Open the database, HTTP client and providers. Only the owner of unfinished work releases
+    its orphaned holds: a ``budget show`` next to a running bot must not touch the bot's holds."""
     clock = clock or SystemClock()
     ledger = await Ledger.open(
         settings.database_url,
@@ -71,13 +108,26 @@ async def open_app(settings: Settings, *, clock: Clock | None = None) -> AsyncIt
         platform_limits={"discord-dm": settings.cost("discord_dm_budget")},
     )
     try:
-        await ledger.sweep_orphans()
         async with http_client(settings) as http:
             providers = build_providers(settings, http=http, clock=clock)
-            log_providers(providers)
+            if role != "tool":
+                log_providers(providers)
             engine = build_engine(settings, providers=providers, ledger=ledger, clock=clock)
+            resumptions: list[Resumption] = []
+            if role == "service":
+                resumptions = await engine.resume_unfinished()
+                await ledger.sweep_orphans(keep=[resumption.transaction_id for resumption in resumptions])
+            elif role == "console":
+                await ledger.sweep_orphans(platform=CONSOLE_SCOPE.platform)
             yield App(
-                settings=settings, engine=engine, ledger=ledger, http=http, providers=providers, clock=clock
+                settings=settings,
+                engine=engine,
+                ledger=ledger,
+                http=http,
+                providers=providers,
+                clock=clock,
+                readiness=Readiness(),
+                resumptions=resumptions,
             )
     finally:
         await ledger.close()

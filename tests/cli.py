@@ -18,6 +18,7 @@ def clean_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/bot.db"
     env["DEMO_DELAY_S"] = "0.001"
+    env["METRICS_PORT"] = "0"
     env.update(overrides)
     return env
 

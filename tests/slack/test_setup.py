@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapters.slack import app_manifest
-from bot.cli import UsageError, cmd_run, main, platform_starters
+from bot.cli import UsageError, cmd_run, main
+from bot.platforms import platform_starters
 from bot.settings import Settings, SettingsError, load_settings
 from tests.fakes.fake_slack import APP_TOKEN, BOT_TOKEN, GENERAL, SIGNING_SECRET, FakeSlack
 
