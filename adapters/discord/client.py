@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import discord
@@ -14,22 +14,32 @@ import yarl
 from discord import app_commands
 
 from adapters.discord.config import DiscordConfig
-from adapters.discord.outlets import ChannelOutlet, InteractionOutlet, ReplyOutlet
+from adapters.discord.outlets import (
+    FALLBACK_FILE_LIMIT,
+    ChannelOutlet,
+    DestinationOutlet,
+    InteractionOutlet,
+    ReplyOutlet,
+)
 from adapters.discord.surface import COLOURS, DiscordSurface, Outlet, safe_filename, view_embed
 from core.budget import budget_command
-from core.clock import Clock
+from core.clock import Clock, SystemClock
 from core.commands import BY_NAME
-from core.engine import Engine
+from core.engine import Engine, Resumption
+from core.health import Readiness
+from core.jobs import JobState
 from core.ledger import Ledger
-from core.parts import Intent, Part, Request, Scope, TextDelta
+from core.parts import Destination, Intent, Part, Request, Scope, TextDelta
 from core.render import FAILURE_PREFIX, MessageState, View, render
 
 log = logging.getLogger(__name__)
 
-GUILD_PLATFORM = "discord"
+PLATFORM = "discord"
+"""The name in destinations and readiness; also the scope platform of guilds."""
+GUILD_PLATFORM = PLATFORM
 DM_PLATFORM = "discord-dm"
 SHUTDOWN_GRACE_S = 5.0
-"""How long closing waits for cancelled answers to refund and send their last edit."""
+"""How long closing waits for answers to send their last edit (cancelled ones after refunding)."""
 LONG_JOBS = frozenset({Intent.SONG})
 """Intents whose work may outlive the 15-minute interaction token."""
 DM_UNFUNDED = (
@@ -37,6 +47,9 @@ DM_UNFUNDED = (
     "Mention me in a server we share, or use my slash commands there."
 )
 INTERRUPTED = "I was stopped before finishing this. Nothing was charged for it; please ask again."
+KEPT = "⏸️ I'm restarting. This is still being made, and I'll post it here when I'm back."
+KEPT_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
+"""Job states an interrupted answer is left in when the engine keeps it for the next start."""
 _HEADING = re.compile(r"^#+\s+(.+)$", re.MULTILINE)
 
 
@@ -49,10 +62,32 @@ def point_at(config: DiscordConfig) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
 
 
-async def run_discord(config: DiscordConfig, *, engine: Engine, ledger: Ledger, clock: Clock) -> None:
-    """Connect to Discord and answer until cancelled; the client is closed on the way out."""
+async def run_discord(
+    config: DiscordConfig,
+    *,
+    engine: Engine,
+    ledger: Ledger,
+    clock: Clock | None = None,
+    readiness: Readiness | None = None,
+    resumptions: Sequence[Resumption] = (),
+) -> None:
+    """Connect to Discord and answer until cancelled; the client is closed on the way out.
+
+    ``readiness`` hears whether the gateway connection is up. ``resumptions`` (jobs a previous
+    process left unfinished) are delivered to their stored destinations once connected. When
+    cancelled, answers whose stream has already ended still send their last edit; others are
+    cancelled (the engine refunds them, or keeps a checkpointed job for the next start when it
+    is shutting down) and say which.
+    """
     point_at(config)
-    client = StudioClient(config, engine=engine, ledger=ledger, clock=clock)
+    client = StudioClient(
+        config,
+        engine=engine,
+        ledger=ledger,
+        clock=clock or SystemClock(),
+        readiness=readiness,
+        resumptions=resumptions,
+    )
     async with client:
         try:
             await client.start(config.token)
@@ -63,9 +98,7 @@ async def run_discord(config: DiscordConfig, *, engine: Engine, ledger: Ledger, 
 
 def message_scope(message: discord.Message) -> Scope:
     """Who pays for a message: its guild, or the author in a DM."""
-    if message.guild is not None:
-        return Scope(GUILD_PLATFORM, str(message.guild.id))
-    guild_id = getattr(message.channel, "guild_id", None)  # a channel discord.py has not cached
+    guild_id = _guild_id(message)
     if guild_id:
         return Scope(GUILD_PLATFORM, str(guild_id))
     return Scope(DM_PLATFORM, str(message.author.id))
@@ -75,6 +108,34 @@ def interaction_scope(interaction: discord.Interaction[Any]) -> Scope:
     if interaction.guild_id is not None:
         return Scope(GUILD_PLATFORM, str(interaction.guild_id))
     return Scope(DM_PLATFORM, str(interaction.user.id))
+
+
+def message_destination(message: discord.Message) -> Destination:
+    """Where to answer a mention after a restart: its channel (a thread is a channel), replying to it."""
+    return Destination(
+        platform=PLATFORM,
+        channel=str(message.channel.id),
+        message=str(message.id),
+        extra={"guild": str(_guild_id(message) or ""), "user": str(message.author.id)},
+    )
+
+
+def _guild_id(message: discord.Message) -> int | None:
+    if message.guild is not None:
+        return message.guild.id
+    guild_id: int | None = getattr(message.channel, "guild_id", None)  # a channel discord.py has not cached
+    return guild_id
+
+
+def interaction_destination(interaction: discord.Interaction[Any], *, message_id: int | None) -> Destination:
+    """Where to answer a slash command after a restart: under the message its answer goes under
+    (the deferred response), as plain channel messages, since the interaction token expires."""
+    return Destination(
+        platform=PLATFORM,
+        channel=str(interaction.channel_id or ""),
+        message=str(message_id) if message_id is not None else None,
+        extra={"guild": str(interaction.guild_id or ""), "user": str(interaction.user.id)},
+    )
 
 
 def markdown_filename(text: str) -> str:
@@ -87,7 +148,16 @@ def markdown_filename(text: str) -> str:
 class StudioClient(discord.Client):
     """A discord.py client wired to the engine: it translates and never decides anything itself."""
 
-    def __init__(self, config: DiscordConfig, *, engine: Engine, ledger: Ledger, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: DiscordConfig,
+        *,
+        engine: Engine,
+        ledger: Ledger,
+        clock: Clock,
+        readiness: Readiness | None = None,
+        resumptions: Sequence[Resumption] = (),
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_messages = True
@@ -101,8 +171,14 @@ class StudioClient(discord.Client):
         self.engine = engine
         self.ledger = ledger
         self.clock = clock
+        self.readiness = readiness
         self.tree = app_commands.CommandTree(self)
         self._jobs: set[asyncio.Task[Any]] = set()
+        self._finishing: set[asyncio.Task[Any]] = set()
+        """Running answers whose stream has ended: only their last writes are left."""
+        self._resumptions = list(resumptions)
+        if readiness is not None:
+            readiness.expect(PLATFORM)
         self._add_commands()
 
     # --- start-up -------------------------------------------------------------------------------
@@ -127,10 +203,12 @@ class StudioClient(discord.Client):
             )
 
     async def close(self) -> None:
-        """Stop answering: cancel running answers while the connection still works, so each
-        refunds what it held and its last edit lands, then disconnect."""
+        """Stop answering, then disconnect. While the connection still works, running answers
+        are cancelled (each says whether it was refunded or kept by the engine for the next
+        start) and answers whose stream already ended are left to send their last edit."""
+        self._set_ready(False)
         running = {task for task in self._jobs if not task.done()}
-        for task in running:
+        for task in running - self._finishing:
             task.cancel()
         if running:
             await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
@@ -147,10 +225,67 @@ class StudioClient(discord.Client):
         try:
             yield
         finally:
-            self._jobs.discard(task)
+            self._forget(task)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._jobs.discard(task)
+        self._finishing.discard(task)
+
+    def _set_ready(self, ready: bool) -> None:
+        if self.readiness is not None:
+            self.readiness.mark(PLATFORM, ready)
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guilds", self.user, len(self.guilds))
+        self._set_ready(True)
+        self._deliver_resumptions()
+
+    async def on_resumed(self) -> None:
+        log.info("reconnected to Discord")
+        self._set_ready(True)
+
+    async def on_disconnect(self) -> None:
+        self._set_ready(False)
+
+    # --- jobs from before a restart -------------------------------------------------------------
+
+    def _deliver_resumptions(self) -> None:
+        """Start delivering every resumed job, once (``on_ready`` fires again after a re-identify)."""
+        pending, self._resumptions = self._resumptions, []
+        for resumption in pending:
+            task = asyncio.create_task(
+                self._deliver(resumption), name=f"discord-resume-{resumption.request.id}"
+            )
+            self._jobs.add(task)
+            task.add_done_callback(self._forget)
+
+    async def _deliver(self, resumption: Resumption) -> None:
+        request = resumption.request
+        destination = request.destination
+        outlet = self._destination_outlet(destination, requester=request.user) if destination else None
+        if outlet is None:
+            log.error("job %s has no usable Discord destination (%r); not delivered", request.id, destination)
+            return
+        log.info("delivering job %s resumed after a restart", request.id)
+        try:
+            await self._render(request, resumption.parts, outlet)
+        except Exception:
+            log.exception("delivering resumed job %s failed", request.id)
+            with contextlib.suppress(discord.HTTPException):
+                await outlet.send(embed=_notice(f"I couldn't deliver this answer (ref `{request.id}`)."))
+
+    def _destination_outlet(self, destination: Destination, *, requester: str) -> DestinationOutlet | None:
+        channel_id = _snowflake(destination.channel)
+        if destination.platform != PLATFORM or channel_id is None:
+            return None
+        guild_id = _snowflake(destination.extra.get("guild"))
+        guild = self.get_guild(guild_id) if guild_id is not None else None
+        return DestinationOutlet(
+            self.get_partial_messageable(channel_id, guild_id=guild_id),
+            origin_id=_snowflake(destination.message),
+            requester_id=_snowflake(destination.extra.get("user") or requester),
+            file_limit=guild.filesize_limit if guild is not None else FALLBACK_FILE_LIMIT,
+        )
 
     # --- mentions ---------------------------------------------------------------------------------
 
@@ -168,12 +303,15 @@ class StudioClient(discord.Client):
             return
         text = re.sub(rf"<@!?{me.id}>", " ", message.content).strip()
         outlet = ReplyOutlet(message)
+        request = Request(
+            scope=scope, user=str(message.author.id), text=text, destination=message_destination(message)
+        )
         try:
             if await self._unfunded_dm(scope):
                 await outlet.refuse(_notice(DM_UNFUNDED))
                 return
             with self._job():
-                await self._answer(Request(scope=scope, user=str(message.author.id), text=text), outlet)
+                await self._render(request, self.engine.handle(request), outlet)
         except Exception:
             log.exception("answering message %s failed", message.id)
 
@@ -228,10 +366,14 @@ class StudioClient(discord.Client):
 
     async def _generate(self, interaction: discord.Interaction[Any], intent: Intent, prompt: str) -> None:
         try:
-            await interaction.response.defer(thinking=True)
+            deferred = await interaction.response.defer(thinking=True)
         except discord.HTTPException as error:
             log.warning("could not defer interaction %s (%s)", interaction.id, error)
             return
+        anchor_id = deferred.message_id if deferred is not None else None
+        if anchor_id is None:
+            with contextlib.suppress(discord.HTTPException):
+                anchor_id = (await interaction.original_response()).id
         scope = interaction_scope(interaction)
         outlet: Outlet
         if intent in LONG_JOBS:
@@ -242,13 +384,19 @@ class StudioClient(discord.Client):
             outlet = ChannelOutlet(interaction, anchor=anchor)
         else:
             outlet = InteractionOutlet(interaction)
-        request = Request(scope=scope, user=str(interaction.user.id), text=prompt, intent=intent)
+        request = Request(
+            scope=scope,
+            user=str(interaction.user.id),
+            text=prompt,
+            intent=intent,
+            destination=interaction_destination(interaction, message_id=anchor_id),
+        )
         try:
             if await self._unfunded_dm(scope):
                 await outlet.refuse(_notice(DM_UNFUNDED))
                 return
             with self._job():
-                await self._answer(request, outlet)
+                await self._render(request, self.engine.handle(request), outlet)
         except Exception:
             log.exception("answering interaction %s failed", interaction.id)
             with contextlib.suppress(discord.HTTPException):
@@ -277,8 +425,10 @@ class StudioClient(discord.Client):
             return False
         return (await self.ledger.report(scope, recent=0)).limit == 0
 
-    async def _answer(self, request: Request, outlet: Outlet) -> None:
-        """Render the engine's answer through ``outlet``; long text also arrives as a file."""
+    async def _render(self, request: Request, parts: AsyncIterator[Part], outlet: Outlet) -> None:
+        """Render ``parts`` (the answer to ``request``) through ``outlet``; long text also arrives
+        as a file. Stopped mid-stream, it says whether the work is coming back or was refunded;
+        once the stream has ended, ``close`` lets the last writes finish."""
         surface = DiscordSurface(
             outlet,
             clock=self.clock,
@@ -286,30 +436,61 @@ class StudioClient(discord.Client):
             uploading_notice_bytes=self.config.uploading_notice_bytes,
         )
         pieces: list[str] = []
-        stream = _collect_text(self.engine.handle(request), pieces)
+        task = asyncio.current_task()
+        stream_ended = False
+
+        def end() -> None:
+            nonlocal stream_ended
+            stream_ended = True
+            if task is not None:
+                self._finishing.add(task)
+
+        stream = _collect_text(parts, pieces, on_end=end)
         try:
             async with contextlib.aclosing(stream):
                 await render(stream, surface, clock=self.clock)
         except asyncio.CancelledError:
-            with contextlib.suppress(discord.HTTPException):
-                await outlet.send(embed=_notice(INTERRUPTED))
+            if not stream_ended:
+                notice = await self._interruption(request)
+                with contextlib.suppress(discord.HTTPException):
+                    await outlet.send(embed=notice)
             raise
         text = "".join(pieces)
         if len(text) > surface.max_chars:
             await surface.attach_text(text, filename=markdown_filename(text))
 
+    async def _interruption(self, request: Request) -> discord.Embed:
+        """What to say when stopped mid-answer: a job the engine kept (shutting down with a
+        provider checkpoint) comes back after the restart; anything else was refunded."""
+        try:
+            job = await self.engine.jobs.get(request.id) if self.engine.jobs is not None else None
+        except Exception:
+            log.exception("could not look up job %s", request.id)
+            job = None
+        if job is not None and job.state in KEPT_STATES:
+            return view_embed(View(KEPT, MessageState.DONE))
+        return _notice(INTERRUPTED)
 
-async def _collect_text(parts: AsyncIterator[Part], pieces: list[str]) -> AsyncGenerator[Part, None]:
-    """Pass ``parts`` through, keeping the streamed text; close the source however it ends."""
+
+async def _collect_text(
+    parts: AsyncIterator[Part], pieces: list[str], *, on_end: Callable[[], None]
+) -> AsyncGenerator[Part, None]:
+    """Pass ``parts`` through, keeping the streamed text and calling ``on_end`` once they have
+    all arrived; close the source however it ends."""
     try:
         async for part in parts:
             if isinstance(part, TextDelta):
                 pieces.append(part.text)
             yield part
+        on_end()
     finally:
         close = getattr(parts, "aclose", None)
         if close is not None:
             await close()
+
+
+def _snowflake(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
 
 
 def _notice(text: str) -> discord.Embed:

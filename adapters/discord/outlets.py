@@ -1,11 +1,14 @@
-"""Where an answer's messages go: chained replies to a mention, or an interaction's responses."""
+"""Where an answer's messages go: replies to a mention, an interaction's responses, a stored destination."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import discord
+
+log = logging.getLogger(__name__)
 
 FALLBACK_FILE_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
 
@@ -112,3 +115,60 @@ class ChannelOutlet(InteractionOutlet):
         fields = _message_fields(embed=embed, files=files, content=content)
         self._last = await channel.send(reference=self._last, mention_author=False, **fields)
         return self._last
+
+
+class DestinationOutlet:
+    """Delivers a job resumed after a restart, when any interaction token is long dead: channel
+    messages sent with the bot token. The first replies to the message that asked if it is still
+    there; otherwise it mentions the requester, so they notice. Later ones reply to the previous."""
+
+    def __init__(
+        self,
+        channel: discord.PartialMessageable,
+        *,
+        origin_id: int | None,
+        requester_id: int | None,
+        file_limit: int,
+    ) -> None:
+        self._channel = channel
+        self._origin_id = origin_id
+        self._requester_id = requester_id
+        self._last: discord.Message | None = None
+        self.file_limit = file_limit
+
+    async def send(
+        self,
+        *,
+        embed: discord.Embed | None = None,
+        files: Sequence[discord.File] = (),
+        content: str | None = None,
+    ) -> discord.Message:
+        fields = _message_fields(embed=embed, files=files, content=content)
+        if self._last is None:
+            origin = await self._origin()
+            if origin is not None:
+                self._last = await origin.reply(mention_author=False, **fields)
+            elif self._requester_id is not None:
+                mention = f"<@{self._requester_id}>"
+                fields["content"] = f"{mention} {content}" if content else mention
+                pinged = discord.AllowedMentions(users=[discord.Object(id=self._requester_id)])
+                self._last = await self._channel.send(allowed_mentions=pinged, **fields)
+            else:
+                self._last = await self._channel.send(**fields)
+        else:
+            self._last = await self._last.reply(mention_author=False, **fields)
+        return self._last
+
+    async def refuse(self, embed: discord.Embed) -> None:
+        """There is nowhere private to say it after a restart, so it goes where the answer would."""
+        await self.send(embed=embed)
+
+    async def _origin(self) -> discord.Message | None:
+        if self._origin_id is None:
+            return None
+        try:
+            return await self._channel.fetch_message(self._origin_id)
+        except discord.HTTPException as error:
+            # Deleted, unreadable or unknown: a plain message with a mention still gets there.
+            log.info("message %s to reply to is unavailable (%s)", self._origin_id, error)
+            return None

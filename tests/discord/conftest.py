@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -13,7 +13,8 @@ import pytest
 
 from adapters.discord import DiscordConfig, StudioClient
 from adapters.discord.client import point_at
-from core.engine import Engine
+from core.clock import Clock
+from core.engine import Engine, Resumption
 from core.ledger import BudgetReport, Ledger
 from core.parts import Scope
 from tests.conftest import demo_engine
@@ -56,7 +57,8 @@ async def start_bot(
     fake: FakeDiscord, ledger: Ledger, clock: AutoClock, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[StartBot]:
     """``await start_bot(engine=..., **config)`` runs the adapter against the fake until the test ends
-    (or until the test cancels the task it returns)."""
+    (or until the test cancels the task it returns). ``bot_ledger``, ``bot_clock`` and
+    ``resumptions`` replace the fixtures' ledger and clock and the default of no resumed jobs."""
     # run_discord repoints discord.py's class-level URLs; put them back afterwards.
     monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
     monkeypatch.setattr(
@@ -65,7 +67,12 @@ async def start_bot(
     tasks: list[asyncio.Task[None]] = []
 
     async def start(
-        engine: Engine | None = None, bot_ledger: Ledger | None = None, **overrides: Any
+        engine: Engine | None = None,
+        bot_ledger: Ledger | None = None,
+        *,
+        bot_clock: Clock | None = None,
+        resumptions: Sequence[Resumption] = (),
+        **overrides: Any,
     ) -> asyncio.Task[None]:
         config = DiscordConfig(
             token=fake.token,
@@ -78,7 +85,11 @@ async def start_bot(
         # What run_discord does, keeping hold of the client to wait until it is ready.
         point_at(config)
         client = StudioClient(
-            config, engine=engine or demo_engine(used_ledger), ledger=used_ledger, clock=clock
+            config,
+            engine=engine or demo_engine(used_ledger),
+            ledger=used_ledger,
+            clock=bot_clock or clock,
+            resumptions=resumptions,
         )
 
         async def run() -> None:

@@ -13,6 +13,7 @@ from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerat
 from core.demo.text import chat_answer
 from core.engine import Engine
 from core.generator import Generator
+from core.history import Window
 from core.ledger import Ledger
 from core.money import usd_to_micros
 from core.parts import GeneratorPart, Intent, Request, Scope, TextDelta
@@ -92,7 +93,7 @@ async def test_long_answer_is_split_into_chained_replies_with_a_markdown_file(
     text = "# Long study\n\n" + "\n\n".join(p.strip() for p in paragraphs)
 
     class LongChat(DemoChatGenerator):
-        def write(self, prompt: str) -> str:
+        def write(self, prompt: str, window: Window) -> str:
             return text
 
     engine = Engine(

@@ -57,3 +57,26 @@ async def test_final_text_is_posted_anew_when_it_cannot_be_edited_in(
     first, final = fake.channel_messages()
     assert final.current.description == chat_answer("hello there").strip()
     assert final.reference == first.id
+
+
+async def test_final_edit_survives_a_burst_of_503s(fake: FakeDiscord, start_bot: StartBot) -> None:
+    # discord.py raises 503 at once (it retries only 500, 502, 504 and 524); the surface retries.
+    fake.fail("PATCH", r"^/channels/\d+/messages/\d+$", times=3, status=503)
+    await start_bot()
+    await fake.mention("hello there", author=fake.user("111", "alice"))
+    await fake.wait_until(lambda: any(m.current.colour == GREEN for m in fake.channel_messages()))
+
+    [reply] = fake.channel_messages()
+    assert reply.current.description == chat_answer("hello there").strip()
+    assert [call.status for call in fake.calls if call.method == "PATCH"] == [503, 503, 503, 200]
+
+
+async def test_final_text_is_posted_anew_through_a_503_storm(fake: FakeDiscord, start_bot: StartBot) -> None:
+    fake.fail("PATCH", r"^/channels/\d+/messages/\d+$", times=1000, status=503)
+    await start_bot()
+    await fake.mention("hello there", author=fake.user("111", "alice"))
+    await fake.wait_until(lambda: any(m.current.colour == GREEN for m in fake.channel_messages()))
+
+    first, final = fake.channel_messages()
+    assert final.current.description == chat_answer("hello there").strip()
+    assert final.reference == first.id

@@ -2,8 +2,9 @@
 
 It keeps every REST call (with the time from an injectable clock), every message with all its
 versions, the synced slash commands and interaction responses, and it can answer a route with
-429 a given number of times, the way Discord does (``Via`` header, ``retry_after`` in the body).
-Tests drive the gateway with ``mention`` and ``slash`` and wait on ``wait_until``.
+429 a given number of times, the way Discord does (``Via`` header, ``retry_after`` in the body),
+or with 403 or a 5xx. Tests drive the gateway with ``mention``, ``slash`` and ``reconnect`` and
+wait on ``wait_until``.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class FakeDiscord:
         self.interactions: dict[str, FakeInteraction] = {}
         self.synced: dict[str | None, list[Json]] = {}
         self.identified: list[Json] = []
+        self.resumed: list[Json] = []
         self._faults: list[list[Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
         self._sequence = 0
@@ -296,8 +298,25 @@ class FakeDiscord:
         if not dm:
             data["guild_id"] = self.guild_id
             data["member"] = {"roles": [], "flags": 0, "joined_at": _iso(), "deaf": False, "mute": False}
+        asked = FakeMessage(
+            id=message_id,
+            channel_id=data["channel_id"],
+            guild_id=data.get("guild_id"),
+            author=author,
+            reference=None,
+        )
+        asked.versions.append(
+            Version(content=data["content"], embeds=(), attachments=(), flags=0, at=self._clock())
+        )
+        self.messages[message_id] = asked
         await self.dispatch("MESSAGE_CREATE", data)
         return message_id
+
+    async def reconnect(self) -> None:
+        """Ask every client to reconnect and resume (gateway op 7), as Discord does now and then."""
+        for socket in list(self._sockets):
+            if not socket.closed:
+                await socket.send_str(json.dumps({"op": 7, "d": None}))
 
     async def slash(
         self,
@@ -360,6 +379,10 @@ class FakeDiscord:
         """Answer the next ``times`` matching requests with 403 Missing Permissions."""
         self._faults.append([method, re.compile(path_pattern), times, 403])
 
+    def fail(self, method: str, path_pattern: str, *, times: int = 1, status: int = 503) -> None:
+        """Answer the next ``times`` matching requests with a server error (``status`` >= 500)."""
+        self._faults.append([method, re.compile(path_pattern), times, status])
+
     async def wait_until(self, predicate: Callable[[], bool], *, within: float = 10.0) -> None:
         deadline = time.monotonic() + within
         while not predicate():
@@ -399,6 +422,9 @@ class FakeDiscord:
             elif op == 2:
                 await self._send_ready()
                 self.identified.append(payload["d"])
+            elif op == 6:
+                self.resumed.append(payload["d"])
+                await self.dispatch("RESUMED", {})
         self._sockets.remove(socket)
         return socket
 
@@ -429,6 +455,8 @@ class FakeDiscord:
                 self._record(request.method, path, body, files, status)
                 if status == 403:
                     return _json({"message": "Missing Permissions", "code": 50013}, status=403)
+                if status >= 500:
+                    return _json({"message": "Service Unavailable", "code": 0}, status=status)
                 limited = {"message": "Rate limited.", "retry_after": self._retry_after, "global": False}
                 return _json(limited, status=429, headers={"Via": "1.1 google", "X-RateLimit-Scope": "user"})
         status, answer = self._route(request.method, path, body, files)
@@ -534,6 +562,8 @@ class FakeDiscord:
         message = self.messages.get(message_id)
         if message is None or message.deleted:
             return 404, {"message": "Unknown Message", "code": 10008}
+        if method == "GET":
+            return 200, self._payload(message)
         if method == "DELETE":
             message.deleted = True
             return 204, None
