@@ -4,39 +4,47 @@ Socket Mode or HTTP front door they arrive through."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
-from aiohttp import ClientError, web
+from aiohttp import ClientError, WSMessage, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.config import EVENTS_PATH, SlackConfig
+from adapters.slack.retry import RateLimitRetry, ServerErrorRetry
 from adapters.slack.surface import SlackSurface, StreamingSupport, error_code
 from adapters.slack.text import escape_mrkdwn, mention_text, to_mrkdwn, unescape_slack
 from core.budget import budget_command
-from core.clock import Clock
+from core.clock import Clock, SystemClock
 from core.commands import BY_NAME, COMMANDS, usage_hint
-from core.engine import Engine
+from core.context import current_request
+from core.engine import Engine, Resumption
+from core.health import Readiness
+from core.jobs import JobState
 from core.ledger import Ledger
-from core.parts import Part, Request, Scope, Status
+from core.parts import Destination, Failure, Part, Request, Scope, Status, TextDelta
 from core.render import render
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
 WORKING = "Working on it…"
+RESUMING = "Back again: picking this up where I left off…"
+LAST_PARTS_S = 1.0
+"""At shutdown, how long the engine gets to end an answer's stream (a suspended job ends with a
+notice at once) before its work is cut off; the engine then refunds it or keeps it to resume."""
+FINISH_TIMEOUT_S = 10.0
+"""At shutdown, how long answers get to post their last words before they are cancelled."""
+RESUMABLE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
 COMMAND_NAMES = tuple(command.name for command in COMMANDS)
 COMMAND_PATTERN = re.compile(rf"^/({'|'.join(COMMAND_NAMES)})$")
 MAX_ANCHOR_PROMPT = 300
@@ -50,30 +58,39 @@ class SlackStartupError(RuntimeError):
 class SlackBot:
     """One Slack app: translate Slack events in, render core parts out. Runs until cancelled.
 
-    Every piece of work runs as a task the bot owns, so ``stop`` can cancel it (the engine then
-    refunds whatever was held) and tests can ``drain`` it.
+    Every answer runs as a task the bot owns, so tests can ``drain`` them and ``stop`` can end
+    them. An answer pulls the engine's parts in a helper task, one part at a time as the
+    renderer asks. ``stop`` cuts off only that pulling, never a Slack call: the engine refunds
+    what it held (or keeps a checkpointed job for the next start) and the answer goes on to
+    close its message with a notice, so no stream is left open and nobody is left guessing.
     """
 
     def __init__(
-        self, config: SlackConfig, *, engine: Engine, ledger: Ledger, clock: Clock | None = None
+        self,
+        config: SlackConfig,
+        *,
+        engine: Engine,
+        ledger: Ledger,
+        clock: Clock | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self._config = config
         self._engine = engine
         self._ledger = ledger
         self._clock = clock
+        self._readiness = readiness
         self._streaming = StreamingSupport()
         self._jobs: set[asyncio.Task[None]] = set()
+        self._pulls: set[asyncio.Timeout] = set()
+        self._cutoff: float | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
+        waits = clock or SystemClock()
         self.client = AsyncWebClient(
             token=config.bot_token,
             base_url=config.api_url,
             logger=logging.getLogger("slack_sdk.web"),
-            retry_handlers=[
-                AsyncConnectionErrorRetryHandler(),
-                # A 429 means Slack did not act on the call, so sending it again is safe.
-                AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-            ],
+            retry_handlers=[RateLimitRetry(waits), ServerErrorRetry(waits)],
         )
         self.bolt = AsyncApp(
             client=self.client,
@@ -89,16 +106,20 @@ class SlackBot:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Connect (Socket Mode) or listen (HTTP) and serve until cancelled."""
+    async def run(self, *, resumptions: Sequence[Resumption] = ()) -> None:
+        """Connect (Socket Mode) or listen (HTTP), deliver ``resumptions``, serve until cancelled."""
         await self.start()
         try:
+            self.resume(resumptions)
             await asyncio.Event().wait()
         finally:
             await self.stop()
 
     async def start(self) -> None:
         """Check the bot token, then connect or listen. On failure nothing is left open."""
+        self._cutoff = None
+        if self._readiness is not None:
+            self._readiness.expect(PLATFORM)
         try:
             identity = await self.client.auth_test()
         except SlackApiError as error:
@@ -113,6 +134,7 @@ class SlackBot:
         except BaseException:
             await self.stop()
             raise
+        self._mark_ready(True)
         log.info(
             "Slack: signed in as %s in %s; %s",
             identity.get("user"),
@@ -122,17 +144,39 @@ class SlackBot:
             else f"HTTP mode on port {self.http_port}",
         )
 
+    def resume(self, resumptions: Sequence[Resumption]) -> None:
+        """Deliver jobs from before a restart into the threads they were asked in, as answers
+        this bot owns. Jobs for other platforms are left to their adapters."""
+        for resumption in resumptions:
+            request, destination = resumption.request, resumption.request.destination
+            if destination is None or destination.platform != PLATFORM:
+                continue
+            if not (destination.thread or destination.message):
+                log.warning("job %s has no Slack thread to deliver to; dropping it", request.id)
+                continue
+            log.info("delivering job %s from before the restart to %s", request.id, destination.channel)
+            surface = self._surface(destination, request)
+            self._spawn(self._deliver(request, surface, resumption.parts, opening=RESUMING))
+
     async def stop(self) -> None:
-        """Close the connection or the HTTP server, then cancel running work (it is refunded)."""
+        """Close the connection or the HTTP server; give the engine ``LAST_PARTS_S`` to end each
+        answer's stream, then cut its work off (refunded, unless the engine keeps it for the next
+        start); give each answer up to ``FINISH_TIMEOUT_S`` to close its message with a notice."""
+        self._cutoff = asyncio.get_running_loop().time() + LAST_PARTS_S
+        for pull in self._pulls:
+            pull.reschedule(self._cutoff)
+        self._mark_ready(False)
         if self._socket is not None:
             socket, self._socket = self._socket, None
             await socket.close_async()  # type: ignore[no-untyped-call]
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-        for job in list(self._jobs):
-            job.cancel()
-        await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self._jobs:
+            _, late = await asyncio.wait(self._jobs, timeout=FINISH_TIMEOUT_S)
+            for job in late:
+                job.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait until every piece of work started so far (and any it started) has finished."""
@@ -156,7 +200,22 @@ class SlackBot:
             handler.client.wss_uri = await handler.client.issue_new_wss_url()
         except SlackApiError as error:
             raise SlackStartupError(f"Slack rejected SLACK_APP_TOKEN ({error_code(error)})") from None
+        handler.client.on_message_listeners.append(self._watch_socket)
         await handler.connect_async()  # type: ignore[no-untyped-call]
+
+    async def _watch_socket(self, message: WSMessage) -> None:
+        """Readiness follows the connection: Slack says ``disconnect`` before it drops one (the
+        client then reconnects by itself) and ``hello`` on every new one."""
+        try:
+            kind = json.loads(message.data).get("type")
+        except (TypeError, ValueError, AttributeError):
+            return
+        if kind in ("hello", "disconnect") and self._cutoff is None:
+            self._mark_ready(kind == "hello")
+
+    def _mark_ready(self, ready: bool) -> None:
+        if self._readiness is not None:
+            self._readiness.mark(PLATFORM, ready)
 
     async def _listen_http(self) -> None:
         # Bolt logs what matters about each request; an access log line per event is noise.
@@ -201,15 +260,23 @@ class SlackBot:
             return
         if not await self._first_time("event", body.get("event_id")):
             return
+        ts = str(event["ts"])
+        destination = _destination(
+            channel=str(event["channel"]),
+            thread=str(event.get("thread_ts") or ts),
+            message=ts,
+            team=team,
+            user=user,
+            # In shared channels the person may belong to another workspace; streams are addressed to them.
+            user_team=str(event.get("user_team") or team),
+        )
         request = Request(
             scope=Scope(PLATFORM, team),
             user=user,
             text=mention_text(str(event.get("text", "")), bot_user_id=bot_user_id),
+            destination=destination,
         )
-        thread_ts = str(event.get("thread_ts") or event["ts"])
-        # In shared channels the person may belong to another workspace; streams are addressed to them.
-        their_team = str(event.get("user_team") or team)
-        await self._deliver(request, self._surface(event["channel"], thread_ts, user=user, team=their_team))
+        await self._answer(request, destination)
 
     async def _answer_command(
         self, command: dict[str, Any], respond: AsyncRespond, bot_user_id: str | None
@@ -233,9 +300,12 @@ class SlackBot:
         except SlackApiError as error:
             await respond(text=_cannot_post(error_code(error), bot_user_id), response_type="ephemeral")
             return
-        request = Request(scope=scope, user=user, text=text, intent=intent)
-        surface = self._surface(channel, str(anchor["ts"]), user=user, team=scope.id)
-        await self._deliver(request, surface)
+        anchor_ts = str(anchor["ts"])
+        destination = _destination(
+            channel=channel, thread=anchor_ts, message=anchor_ts, team=scope.id, user=user, user_team=scope.id
+        )
+        request = Request(scope=scope, user=user, text=text, intent=intent, destination=destination)
+        await self._answer(request, destination)
 
     async def _first_time(self, kind: str, ident: object) -> bool:
         """Slack retries deliveries it thinks failed; each one is worked on (and paid for) once,
@@ -270,19 +340,36 @@ class SlackBot:
 
     # --- rendering: translate out -------------------------------------------------------------
 
-    def _surface(self, channel: str, thread_ts: str, *, user: str, team: str) -> SlackSurface:
+    def _surface(self, destination: Destination, request: Request) -> SlackSurface:
+        """The thread ``destination`` names."""
+        extra = destination.extra
         return SlackSurface(
-            self.client, channel=channel, thread_ts=thread_ts, user=user, team=team, streaming=self._streaming
+            self.client,
+            channel=destination.channel,
+            thread_ts=destination.thread or destination.message or "",
+            user=extra.get("user", request.user),
+            team=extra.get("user_team") or extra.get("team") or request.scope.id,
+            streaming=self._streaming,
         )
 
-    async def _deliver(self, request: Request, surface: SlackSurface) -> None:
-        parts = _opening_with(WORKING, self._engine.handle(request))
+    async def _answer(self, request: Request, destination: Destination) -> None:
+        surface = self._surface(destination, request)
+        await self._deliver(request, surface, self._engine.handle(request), opening=WORKING)
+
+    async def _deliver(
+        self, request: Request, surface: SlackSurface, parts: AsyncIterator[Part], *, opening: str
+    ) -> None:
+        """Render ``parts`` into ``surface`` behind an ``opening`` progress line."""
+        current_request.set(request)
+        feed: asyncio.Queue[Part | None] = asyncio.Queue()
+        work = asyncio.create_task(self._pull(request, parts, feed))
         try:
             try:
-                await render(parts, surface, clock=self._clock)
+                await render(_fed(opening, feed), surface, clock=self._clock)
             finally:
                 # Stops the engine mid-work if rendering failed: it refunds what it held.
-                await parts.aclose()
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
         except Exception as error:
             code = error_code(error) if isinstance(error, SlackApiError) else type(error).__name__
             log.warning("Slack reply to request %s failed (%s)", request.id, code, exc_info=True)
@@ -293,17 +380,70 @@ class SlackBot:
             except Exception as notice_error:
                 log.warning("could not tell the user either (%r)", notice_error)
 
+    async def _pull(
+        self, request: Request, parts: AsyncIterator[Part], feed: asyncio.Queue[Part | None]
+    ) -> None:
+        """Hand the engine's parts to ``feed`` one at a time, each once the renderer is done with
+        the last (None marks the end). Cut off by ``stop``, add a part saying what became of the
+        request."""
+        try:
+            while True:
+                try:
+                    part = await self._next_part(parts)
+                except TimeoutError:
+                    feed.put_nowait(await self._stopped_notice(request))
+                    return
+                if part is None:
+                    return
+                feed.put_nowait(part)
+                await feed.join()
+        finally:
+            await _close(parts)
+            feed.put_nowait(None)
 
-async def _opening_with(status: str, parts: AsyncIterator[Part]) -> AsyncGenerator[Part, None]:
-    """``parts`` behind a first progress line, so every request shows life at once."""
-    try:
-        yield Status(status)
-        async for part in parts:
-            yield part
-    finally:
-        aclose = getattr(parts, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    async def _next_part(self, parts: AsyncIterator[Part]) -> Part | None:
+        async with asyncio.timeout_at(self._cutoff) as pull:
+            self._pulls.add(pull)
+            try:
+                return await anext(parts, None)
+            finally:
+                self._pulls.discard(pull)
+
+    async def _stopped_notice(self, request: Request) -> Part:
+        """The engine has dealt with the cancelled job by now: kept for the next start, or refunded."""
+        jobs = self._engine.jobs
+        job = await jobs.get(request.id) if jobs is not None else None
+        if job is not None and job.state in RESUMABLE and job.checkpoint:
+            return TextDelta(
+                "⏸️ I'm restarting. This is still being made, and I'll post it here when I'm back."
+            )
+        return Failure(
+            "I'm restarting, so I had to stop here. Nothing was charged; please ask again in a minute."
+        )
+
+
+async def _fed(opening: str, feed: asyncio.Queue[Part | None]) -> AsyncIterator[Part]:
+    """An opening progress line, so every answer shows life at once, then the parts as they come."""
+    yield Status(opening)
+    while (part := await feed.get()) is not None:
+        yield part
+        feed.task_done()
+
+
+async def _close(parts: AsyncIterator[Part]) -> None:
+    aclose = getattr(parts, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _destination(
+    *, channel: str, thread: str, message: str, team: str, user: str, user_team: str
+) -> Destination:
+    """Everything needed to answer in this thread again after a restart."""
+    extra = {"team": team, "user": user}
+    if user_team != team:
+        extra["user_team"] = user_team
+    return Destination(platform=PLATFORM, channel=channel, thread=thread, message=message, extra=extra)
 
 
 def _anchor_text(user: str, command: str, prompt: str) -> str:

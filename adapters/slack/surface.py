@@ -42,12 +42,14 @@ STREAMING_UNSUPPORTED = frozenset(
 
 
 def error_code(error: SlackApiError) -> str:
-    """The ``error`` field of a failed Web API call (``not_in_channel``, ``ratelimited``, …)."""
+    """The ``error`` field of a failed Web API call (``not_in_channel``, ``ratelimited``, …), or
+    ``http_<status>`` when Slack answered without one (a 5xx)."""
     response: Any = error.response
-    try:
-        return str(response["error"])
-    except (KeyError, TypeError):
-        return "unknown_error"
+    data = getattr(response, "data", response)
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    status = getattr(response, "status_code", None)
+    return f"http_{status}" if status and status != 200 else "unknown_error"
 
 
 class StreamingSupport:

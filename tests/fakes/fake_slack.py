@@ -43,6 +43,14 @@ class Call:
     args: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A canned failure for one call: an HTTP status, with ``Retry-After`` for a 429."""
+
+    status: int
+    retry_after: int | None = None
+
+
 @dataclass
 class Message:
     channel: str
@@ -93,6 +101,8 @@ class FakeSlack:
         self.stream_expires_after: int | None = None
         """After this many appends a stream expires (``message_not_in_streaming_state``)."""
         self.socket_connections = 0
+        self.faults: dict[str, list[Fault]] = {}
+        """Per method, failures to answer the next calls with (without acting on them)."""
         self._changed = asyncio.Condition()
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
@@ -279,6 +289,14 @@ class FakeSlack:
         finally:
             self._acks.pop(envelope_id, None)
 
+    async def ask_to_reconnect(self) -> None:
+        """Send Slack's ``disconnect`` message, as before it refreshes a Socket Mode connection."""
+        await self._sockets[-1].send_str(json.dumps({"type": "disconnect", "reason": "refresh_requested"}))
+
+    def fail_next(self, method: str, *faults: Fault) -> None:
+        """Answer the next calls to ``method`` with ``faults``, in order, before serving it again."""
+        self.faults.setdefault(method, []).extend(faults)
+
     async def wait_connected(self, *, within: float = 10) -> None:
         await self.wait_for(lambda: self._sockets, within=within)
 
@@ -298,6 +316,16 @@ class FakeSlack:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.get("token", "")
         args.pop("token", None)
         self.calls.append(Call(method, args))
+        if self.faults.get(method):
+            fault = self.faults[method].pop(0)
+            await self._touch()
+            if fault.retry_after is not None:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=fault.status,
+                    headers={"Retry-After": str(fault.retry_after)},
+                )
+            return web.Response(status=fault.status, text="upstream connect error")
         try:
             result = self._answer(method, args, str(token))
         except _ApiError as error:
