@@ -1,0 +1,59 @@
+"""``python -m bot run`` as a child process pointed at local fakes, stopped cleanly afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROOMY = {
+    # Admission caps high enough that nothing queues: the benchmark measures the bot, not its limits.
+    "MAX_JOBS": "2000",
+    "MAX_JOBS_PER_SCOPE": "2000",
+    "MAX_QUEUE": "2000",
+    "USER_REQUESTS_PER_MINUTE": "0",
+    "DEFAULT_BUDGET_USD": "100000",
+}
+
+
+def bot_env(directory: Path, **variables: str) -> dict[str, str]:
+    """A clean environment: no live credentials from the caller, a fresh database, the given variables."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(directory),
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": f"sqlite:///{directory}/bot.db",
+        "LOG_LEVEL": "INFO",
+    }
+    return env | variables
+
+
+@contextlib.asynccontextmanager
+async def bot_process(directory: Path, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start the bot; on exit stop it with SIGINT (killed after 10 s). Its log goes to ``bot.log``."""
+    log_path = directory / "bot.log"
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", cwd=directory, env=env, stdout=log, stderr=log
+        )
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    await asyncio.wait_for(process.wait(), timeout=10)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+
+
+def log_tail(directory: Path, lines: int = 20) -> str:
+    path = directory / "bot.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""

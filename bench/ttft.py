@@ -1,0 +1,257 @@
+"""Time to first visible text: platform event → the bot's first post or edit carrying streamed text.
+
+``python -m bot run`` runs as its own process (its own core, as in production) with
+TEXT_PROVIDER=openai pointed at a paced fake LLM; the fake platform and the fake LLM run here, so
+both ends of every interval are read from one clock. The ratio divides by the LLM's fixed
+time-to-first-token: 1.00 would be a bot that costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.fakes import MARK, BenchDiscord, BenchSlack, PacedOpenAI
+from bench.process import ROOMY, bot_env, bot_process, log_tail
+from tests.fakes.fake_slack import APP_TOKEN, BOT_TOKEN
+
+TTFT_S = 0.3
+RATE = 20.0
+TOKENS = 20
+ONE_AT_A_TIME = 10
+BURSTS = 3
+"""Bursts of 50 are repeated and pooled: one burst alone varies by ±0.2 from run to run."""
+LEVELS = (1, 50, 500)
+CHANNELS = 50
+GREEN = 0x1F8B4C
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request: seconds from the event to the LLM request, and to the first streamed text."""
+
+    to_provider: float
+    to_text: float
+
+
+@dataclass(frozen=True)
+class Row:
+    platform: str
+    concurrency: int
+    samples: list[Sample]
+
+    def quantile(self, q: float, *, of: str = "to_text") -> float:
+        values: list[float] = sorted(getattr(sample, of) for sample in self.samples)
+        return values[max(0, math.ceil(q * len(values)) - 1)]
+
+    @property
+    def ratio_p50(self) -> float:
+        return self.quantile(0.5) / TTFT_S
+
+    @property
+    def ratio_p95(self) -> float:
+        return self.quantile(0.95) / TTFT_S
+
+
+def prompt(number: int) -> str:
+    # A greeting is routed by rule, so no classifier call stands between the event and the answer.
+    return f"hello there, number {number}"
+
+
+async def within(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+# --- Discord ------------------------------------------------------------------------------------
+
+
+async def discord_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
+    llm = PacedOpenAI(ttft_s=TTFT_S, rate=RATE, tokens=TOKENS)
+    await llm.start()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            directory = Path(scratch)
+            async with BenchDiscord(channels=CHANNELS) as fake:
+                env = bot_env(
+                    directory,
+                    DISCORD_TOKEN=fake.token,
+                    DISCORD_API_URL=fake.api_url,
+                    DISCORD_GATEWAY_URL=fake.gateway_url,
+                    TEXT_PROVIDER="openai",
+                    OPENAI_API_KEY="sk-bench",
+                    OPENAI_BASE_URL=llm.base_url,
+                    **ROOMY,
+                )
+                async with bot_process(directory, env) as process:
+                    try:
+                        await within(
+                            lambda: bool(fake.identified) or process.returncode is not None, 30, "IDENTIFY"
+                        )
+                        if process.returncode is not None:
+                            raise RuntimeError("the bot exited")
+                        run = _DiscordRun(fake, llm)
+                        await run.burst(1, first=0)  # warm-up: guild cache, connection pools
+                        return await _levels("Discord", run.burst, levels)
+                    except Exception as error:
+                        raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
+    finally:
+        await llm.close()
+
+
+class _DiscordRun:
+    def __init__(self, fake: BenchDiscord, llm: PacedOpenAI) -> None:
+        self.fake = fake
+        self.llm = llm
+
+    async def burst(self, count: int, *, first: int) -> list[Sample]:
+        fake = self.fake
+        sent: dict[str, tuple[float, str]] = {}
+        for number in range(first, first + count):
+            text = prompt(number)
+            channel = fake.channel_ids[number % len(fake.channel_ids)]
+            at = time.monotonic()
+            origin = await fake.mention(
+                text, author=fake.user(str(10_000 + number), f"user{number}"), channel_id=channel
+            )
+            sent[origin] = (at, text)
+        replies = {}
+
+        def finished() -> bool:
+            for message in fake.messages.values():
+                if message.reference in sent:
+                    replies[message.reference] = message
+            return len(replies) == count and all(m.current.colour == GREEN for m in replies.values())
+
+        await within(finished, 60, f"{count} Discord answers")
+        samples = []
+        for origin, (at, text) in sent.items():
+            shown = next(v.at for v in replies[origin].versions if MARK in v.description)
+            samples.append(Sample(self.llm.arrivals[text] - at, shown - at))
+        return samples
+
+
+# --- Slack --------------------------------------------------------------------------------------
+
+
+async def slack_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
+    llm = PacedOpenAI(ttft_s=TTFT_S, rate=RATE, tokens=TOKENS)
+    await llm.start()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            directory = Path(scratch)
+            async with BenchSlack() as slack:
+                env = bot_env(
+                    directory,
+                    SLACK_BOT_TOKEN=BOT_TOKEN,
+                    SLACK_APP_TOKEN=APP_TOKEN,
+                    SLACK_API_URL=slack.api_url,
+                    TEXT_PROVIDER="openai",
+                    OPENAI_API_KEY="sk-bench",
+                    OPENAI_BASE_URL=llm.base_url,
+                    **ROOMY,
+                )
+                async with bot_process(directory, env) as process:
+                    try:
+                        await within(
+                            lambda: slack.open_sockets > 0 or process.returncode is not None,
+                            30,
+                            "Socket Mode",
+                        )
+                        if process.returncode is not None:
+                            raise RuntimeError("the bot exited")
+                        run = _SlackRun(slack, llm)
+                        await run.burst(1, first=0)
+                        return await _levels("Slack", run.burst, levels)
+                    except Exception as error:
+                        raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
+    finally:
+        await llm.close()
+
+
+class _SlackRun:
+    def __init__(self, slack: BenchSlack, llm: PacedOpenAI) -> None:
+        self.slack = slack
+        self.llm = llm
+
+    async def burst(self, count: int, *, first: int) -> list[Sample]:
+        slack = self.slack
+        sent: dict[str, tuple[float, str]] = {}
+        deliveries = []
+        for number in range(first, first + count):
+            text = prompt(number)
+            payload = slack.mention(text, user=f"U{number:07d}", channel=f"C{number % CHANNELS:07d}")
+            at = time.monotonic()
+            deliveries.append(asyncio.create_task(slack.send_envelope("events_api", payload, within=60)))
+            await asyncio.sleep(0)  # let the envelope go out before stamping the next one
+            sent[payload["event"]["ts"]] = (at, text)
+        await asyncio.gather(*deliveries)
+
+        def finished() -> bool:
+            done = {s.thread_ts for s in slack.stamped if s.method == "chat.stopStream"}
+            return all(ts in done for ts in sent)
+
+        await within(finished, 60, f"{count} Slack answers")
+        first_text: dict[str, float] = {}
+        for stamp in slack.stamped:
+            text = str(stamp.args.get("markdown_text") or stamp.args.get("text") or "")
+            if stamp.thread_ts in sent and MARK in text:
+                first_text.setdefault(stamp.thread_ts, stamp.at)
+        return [Sample(self.llm.arrivals[text] - at, first_text[ts] - at) for ts, (at, text) in sent.items()]
+
+
+# --- both ---------------------------------------------------------------------------------------
+
+
+async def _levels(
+    platform: str, burst: Callable[..., Awaitable[list[Sample]]], levels: tuple[int, ...]
+) -> list[Row]:
+    rows = []
+    number = 1
+    for level in levels:
+        samples: list[Sample] = []
+        rounds = ONE_AT_A_TIME if level == 1 else BURSTS if level <= 50 else 1
+        for _ in range(rounds):
+            samples += await burst(level, first=number)
+            number += level
+        rows.append(Row(platform, level, samples))
+    return rows
+
+
+async def run() -> list[Row]:
+    return await discord_rows() + await slack_rows()
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        f"LLM: first token after {TTFT_S * 1000:.0f} ms, then {RATE:.0f} tokens/s, {TOKENS} tokens.",
+        "",
+        "| platform | concurrent | samples | ratio p50 | ratio p95 | first text p50 | p95 "
+        "| event → LLM request p50 | p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.platform} | {row.concurrency} | {len(row.samples)} "
+            f"| {row.ratio_p50:.2f} | {row.ratio_p95:.2f} "
+            f"| {row.quantile(0.5) * 1000:.0f} ms | {row.quantile(0.95) * 1000:.0f} ms "
+            f"| {row.quantile(0.5, of='to_provider') * 1000:.0f} ms "
+            f"| {row.quantile(0.95, of='to_provider') * 1000:.0f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(table(asyncio.run(run())))
+
+
+if __name__ == "__main__":
+    main()
