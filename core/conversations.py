@@ -96,6 +96,17 @@ class ConversationStore:
         ) as cursor:
             return await cursor.fetchone() is not None
 
+    async def latest(self, prefix: str) -> str | None:
+        """The most recently active conversation whose id starts with ``prefix`` (e.g. every
+        conversation of one channel: ``slack:C0123:``), for commands issued outside a thread."""
+        async with self._ledger.connection.execute(
+            "SELECT conversation FROM conversation_events WHERE substr(conversation, 1, ?) = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (len(prefix), prefix),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
     async def link(self, key: str, conversation: str, *, scope: Scope) -> None:
         """Remember that platform message ``key`` (e.g. ``discord:message:123``, a bot answer
         someone may reply to) belongs to ``conversation``."""

@@ -94,6 +94,15 @@ async def test_knows_only_conversations_the_bot_answered_in(store: ConversationS
     assert not await store.knows("test:thread:unknown")
 
 
+async def test_latest_finds_the_most_recently_active_conversation_by_prefix(store: ConversationStore) -> None:
+    for conversation in ("test:C1:100", "test:C1:200", "test:C2:300", "test:C1:100"):
+        await store.record(conversation, scope=SCOPE, user="ann", kind=EventKind.USER_MESSAGE, text="hi")
+    assert await store.latest("test:C1:") == "test:C1:100"
+    assert await store.latest("test:C2:") == "test:C2:300"
+    assert await store.latest("test:C3:") is None
+    assert await store.latest("test:C1%") is None  # a prefix, not a pattern
+
+
 async def test_links_resolve_a_bot_message_to_its_conversation(store: ConversationStore) -> None:
     await store.link("test:message:42", THREAD, scope=SCOPE)
     assert await store.resolve("test:message:42") == THREAD
