@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.errors import UsageError
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
-from bot.wiring import open_app
+from bot.wiring import housekeeping, open_app
 from core.budget import format_report
 from core.money import format_usd, parse_usd
 from core.parts import Scope
@@ -79,7 +79,7 @@ def start_logging(settings: Settings, *, interactive: bool) -> None:
 async def cmd_chat(settings: Settings, args: argparse.Namespace) -> None:
     from adapters.console import run_console
 
-    async with open_app(settings, role="console") as app:
+    async with open_app(settings, role="console") as app, housekeeping(app):
         services = ", ".join(
             f"{name} {text.split(' ')[0]}" for name, text in app.providers.descriptions.items()
         )

@@ -11,7 +11,7 @@ from collections import defaultdict
 from bot.ops import OpsServer
 from bot.platforms import PlatformStarter
 from bot.settings import Settings
-from bot.wiring import App, open_app
+from bot.wiring import App, housekeeping, open_app
 from core.engine import Resumption
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_app(settings, role="service") as app:
+        async with open_app(settings, role="service") as app, housekeeping(app):
             ops = await _start_ops(settings, app) if settings.metrics_port else None
             waiting = _by_platform(app.resumptions, known=set(starters))
             for name in starters:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,13 +18,15 @@ from bot.settings import Settings
 from core.admission import Admission
 from core.breaker import CircuitBreaker
 from core.clock import Clock, SystemClock
-from core.conversations import ConversationStore, purge_periodically
+from core.conversations import DEFAULT_PURGE_EVERY_S, ConversationStore, purge_periodically
 from core.engine import Engine, Resumption
 from core.health import Readiness
 from core.idle import summarize_idle_periodically
 from core.jobs import JobStore
 from core.ledger import Ledger
 from core.parts import Intent
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,21 +84,46 @@ def build_engine(settings: Settings, *, providers: Providers, ledger: Ledger, cl
 
 
 async def purge_history(app: App) -> None:
-    """Delete conversation events older than ``HISTORY_DAYS`` now and hourly, until cancelled.
-    Start it next to the platform adapters in ``run``."""
+    """Delete conversation events older than ``HISTORY_DAYS`` hourly, until cancelled (the first
+    purge is ``housekeeping``'s, before the bot answers anyone)."""
     if app.engine.conversations is not None:
-        keep = timedelta(days=app.settings.history_days)
-        await purge_periodically(app.engine.conversations, keep=keep, clock=app.clock)
+        await app.clock.sleep(DEFAULT_PURGE_EVERY_S)
+        await purge_periodically(app.engine.conversations, keep=_history_kept(app), clock=app.clock)
+
+
+def _history_kept(app: App) -> timedelta:
+    return timedelta(days=app.settings.history_days)
 
 
 async def summarize_idle_conversations(app: App) -> None:
     """Summarize conversations quiet for ``SUMMARY_IDLE_MIN`` minutes, until cancelled; returns at
-    once when that is 0 (the default). Start it next to the platform adapters in ``run``."""
+    once when that is 0 (the default). Runs inside ``housekeeping``."""
     if app.settings.summary_idle_min and app.engine.conversations is not None:
         idle_for = timedelta(minutes=app.settings.summary_idle_min)
         await summarize_idle_periodically(
             app.engine, app.engine.conversations, idle_for=idle_for, clock=app.clock
         )
+
+
+@asynccontextmanager
+async def housekeeping(app: App) -> AsyncIterator[None]:
+    """Purge expired history now, then run the hourly purge and idle summaries in the background
+    while the block runs."""
+    if app.engine.conversations is not None:
+        try:
+            await app.engine.conversations.purge(_history_kept(app))
+        except Exception:
+            log.exception("conversation purge failed; trying again in an hour")
+    tasks = [
+        asyncio.create_task(purge_history(app), name="history purge"),
+        asyncio.create_task(summarize_idle_conversations(app), name="idle summaries"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @asynccontextmanager

@@ -191,13 +191,24 @@ class Engine:
         request = await self._with_history(request)
         route = await self._route(request, text)
         work = _single(route) if isinstance(route, Failure) else self._work(request, route, received)
+        remembered = self._remembered(request, route, work, question=text)
+        async with closing_stream(remembered):
+            async for part in remembered:
+                yield part
+
+    async def _remembered(
+        self, request: Request, route: Route | Failure, work: AsyncIterator[Part], *, question: str | None
+    ) -> AsyncIterator[Part]:
+        """Pass ``work`` through, recording the question (unless None: already stored) and the
+        answer in the request's conversation, when it has one."""
         memory = _Memory.of(self.conversations, request, route)
         if memory is None:
             async with closing_stream(work):
                 async for part in work:
                     yield part
             return
-        await memory.remember_question(text)
+        if question is not None:
+            await memory.remember_question(question)
         try:
             async with closing_stream(work):
                 async for part in work:
@@ -424,14 +435,18 @@ class Engine:
             elif job.checkpoint and isinstance(generator, Resumable):
                 log.info("resuming job %s (%s) from its checkpoint", job.id, job.intent.value)
                 checkpoint, resumable = job.checkpoint, generator
+                route = Route(job.intent, job.prompt, "resumed")
                 run = self._run(
-                    Route(job.intent, job.prompt, "resumed"),
+                    route,
                     request,
                     hold,
                     time.monotonic(),
                     partial(resumable.resume, checkpoint, job.prompt, request),
                 )
-                resumptions.append(Resumption(request, job.transaction_id, self._tracked(request, run)))
+                remembered = self._remembered(request, route, run, question=None)
+                resumptions.append(
+                    Resumption(request, job.transaction_id, self._tracked(request, remembered))
+                )
             else:
                 await self.ledger.refund(hold, note="restarted before the provider had the job")
                 await self.jobs.advance(job.id, JobState.REFUNDED, error="restarted before submission")

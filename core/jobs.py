@@ -38,6 +38,7 @@ class Job:
     transaction_id: int
     destination: Destination | None
     checkpoint: dict[str, str] | None
+    conversation: str | None = None
 
     def request(self) -> Request:
         """The request as the adapter first sent it (intent fixed, prompt already cleaned)."""
@@ -48,6 +49,7 @@ class Job:
             intent=self.intent,
             id=self.id,
             destination=self.destination,
+            conversation=self.conversation,
         )
 
 
@@ -62,7 +64,7 @@ class JobStore:
         async with self._ledger.transaction() as db:
             await db.execute(
                 "INSERT INTO jobs (id, created_at, updated_at, scope, user, intent, prompt, state, "
-                "transaction_id, destination) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                "transaction_id, destination, conversation) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 (
                     request.id,
                     now,
@@ -73,6 +75,7 @@ class JobStore:
                     prompt,
                     hold.transaction_id,
                     _destination_json(request.destination),
+                    request.conversation,
                 ),
             )
 
@@ -102,7 +105,8 @@ class JobStore:
     async def _select(self, where: str, params: tuple[object, ...]) -> list[Job]:
         db = self._ledger.connection
         async with db.execute(
-            "SELECT id, scope, user, intent, prompt, state, transaction_id, destination, checkpoint "
+            "SELECT id, scope, user, intent, prompt, state, transaction_id, destination, checkpoint, "
+            "conversation "
             f"FROM jobs {where}",
             params,
         ) as cursor:
@@ -118,6 +122,7 @@ class JobStore:
                 transaction_id=int(row[6]),
                 destination=_destination(row[7]),
                 checkpoint=json.loads(row[8]) if row[8] else None,
+                conversation=row[9],
             )
             for row in rows
         ]

@@ -125,6 +125,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX conversation_links_by_time ON conversation_links (created_at);
     CREATE INDEX conversation_links_by_scope ON conversation_links (scope);
     """,
+    # 5: a resumed job's answer is remembered in the conversation it was asked in.
+    """
+    ALTER TABLE jobs ADD COLUMN conversation TEXT;
+    """,
 )
 
 PROMPT_LOG_CHARS = 500

@@ -3,6 +3,8 @@ it with ``/summary`` and forgets it with ``/forget``."""
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.cli import run_bot
@@ -41,3 +43,23 @@ def test_forget_wipes_the_memory_for_the_next_run(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert "You said: “another one”" in second.stdout  # nothing to repeat: just a chat answer
     assert "Image saved" not in second.stdout
+
+
+def test_history_older_than_the_retention_is_purged_at_start_up(tmp_path: Path) -> None:
+    first = run_bot(tmp_path, "chat", stdin="/imagine a red fox\n")
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        db.execute("UPDATE conversation_events SET created_at = '2000-01-01T00:00:00+00:00'")
+        db.execute(
+            "INSERT INTO conversation_events (conversation, scope, user, kind, text, created_at) "
+            "VALUES ('console:local', 'console:local', 'bot', 'answer', 'recent', ?)",
+            (datetime.now(UTC).isoformat(),),
+        )
+    db.close()
+
+    second = run_bot(tmp_path, "chat", stdin="")
+    assert second.returncode == 0, second.stderr
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        remaining = db.execute("SELECT text FROM conversation_events").fetchall()
+    db.close()
+    assert remaining == [("recent",)]

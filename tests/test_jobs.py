@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.conversations import ConversationStore
 from core.engine import Engine
 from core.jobs import JobState, JobStore
 from core.ledger import Ledger
@@ -68,11 +69,20 @@ class SlowSong:
 def song_engine(ledger: Ledger, song: SlowSong) -> Engine:
     generators = dict(demo_engine(ledger).generators)
     generators[Intent.SONG] = song
-    return Engine(ledger=ledger, generators=generators, jobs=JobStore(ledger))
+    return Engine(
+        ledger=ledger, generators=generators, jobs=JobStore(ledger), conversations=ConversationStore(ledger)
+    )
 
 
-def song_request() -> Request:
-    return Request(scope=SCOPE, user="ann", text="the sea", intent=Intent.SONG, destination=DESTINATION)
+def song_request(conversation: str | None = None) -> Request:
+    return Request(
+        scope=SCOPE,
+        user="ann",
+        text="the sea",
+        intent=Intent.SONG,
+        destination=DESTINATION,
+        conversation=conversation,
+    )
 
 
 async def test_every_generation_is_a_job_row_that_ends_done(ledger: Ledger) -> None:
@@ -270,6 +280,28 @@ async def test_a_resumed_job_suspended_again_keeps_its_hold_for_the_start_after(
         assert [part async for part in third.parts][-1] == SONG
         report = await ledger.report(SCOPE)
         assert (report.used, report.held) == (50_000, 0)
+    finally:
+        await ledger.close()
+
+
+async def test_a_resumed_job_is_remembered_in_the_conversation_it_was_asked_in(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    stream = song_engine(ledger, SlowSong()).handle(song_request(conversation="test:thread:7"))
+    while await anext(stream) != Status("Generating…"):
+        pass
+    await ledger.close()
+    await crashed(stream)
+
+    ledger = await Ledger.open(url, default_limit=DEFAULT_LIMIT)
+    try:
+        engine = song_engine(ledger, SlowSong())
+        [resumption] = await engine.resume_unfinished()
+        assert resumption.request.conversation == "test:thread:7"
+        assert [part async for part in resumption.parts][-1] == SONG
+        history = await ConversationStore(ledger).history("test:thread:7")
+        assert [(turn.role, turn.text) for turn in history] == [("user", "/song the sea"), ("assistant", "")]
+        assert history[-1].media == ("song: The Sea",)
     finally:
         await ledger.close()
 
