@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -14,17 +15,33 @@ import yarl
 from discord import app_commands
 
 from adapters.discord.config import DiscordConfig
+from adapters.discord.conversations import (
+    command_conversation,
+    current_conversation,
+    linker,
+    message_conversation,
+)
 from adapters.discord.outlets import (
     FALLBACK_FILE_LIMIT,
     ChannelOutlet,
     DestinationOutlet,
     InteractionOutlet,
+    OnSent,
     ReplyOutlet,
 )
-from adapters.discord.surface import COLOURS, DiscordSurface, Outlet, safe_filename, view_embed
+from adapters.discord.surface import (
+    COLOURS,
+    EDITS_PER_SECOND,
+    DiscordSurface,
+    EditBudget,
+    Outlet,
+    safe_filename,
+    view_embed,
+)
 from core.budget import budget_command
 from core.clock import Clock, SystemClock
 from core.commands import BY_NAME
+from core.conversations import ConversationStore, forget_command
 from core.engine import Engine, Resumption
 from core.health import Readiness
 from core.jobs import JobState
@@ -51,6 +68,14 @@ KEPT = "⏸️ I'm restarting. This is still being made, and I'll post it here w
 KEPT_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
 """Job states an interrupted answer is left in when the engine keeps it for the next start."""
 _HEADING = re.compile(r"^#+\s+(.+)$", re.MULTILINE)
+FORGET_FAILED = "Something went wrong while forgetting, so some of it may still be stored. Please try again."
+INTENT_REFUSED = (
+    "Discord refused the Message Content intent (gateway close 4014), which DISCORD_FOLLOW_UPS=thread "
+    "needs to read follow-ups that don't mention the bot. Turn on Developer Portal → your application → "
+    "Bot → Privileged Gateway Intents → Message Content Intent and restart, or set "
+    "DISCORD_FOLLOW_UPS=mention. Carrying on without it: only mentions, replies that ping the bot "
+    "and DMs are answered."
+)
 
 
 def point_at(config: DiscordConfig) -> None:
@@ -80,17 +105,33 @@ async def run_discord(
     is shutting down) and say which.
     """
     point_at(config)
-    client = StudioClient(
-        config,
-        engine=engine,
-        ledger=ledger,
-        clock=clock or SystemClock(),
-        readiness=readiness,
-        resumptions=resumptions,
-    )
+
+    def client_for(chosen: DiscordConfig, pending: Sequence[Resumption]) -> StudioClient:
+        return StudioClient(
+            chosen,
+            engine=engine,
+            ledger=ledger,
+            clock=clock or SystemClock(),
+            readiness=readiness,
+            resumptions=pending,
+        )
+
+    client = client_for(config, resumptions)
+    try:
+        await _serve(client)
+    except discord.PrivilegedIntentsRequired:
+        if config.follow_ups == "mention":
+            raise
+        # Asking again with the same intents would only be refused again; without the Message
+        # Content intent everything but unmentioned follow-ups still works.
+        log.error(INTENT_REFUSED)
+        await _serve(client_for(replace(config, follow_ups="mention"), client.undelivered))
+
+
+async def _serve(client: StudioClient) -> None:
     async with client:
         try:
-            await client.start(config.token)
+            await client.start(client.config.token)
         except discord.LoginFailure:
             log.error("Discord rejected DISCORD_TOKEN: copy a fresh token from the Developer Portal")
             raise
@@ -162,6 +203,8 @@ class StudioClient(discord.Client):
         intents.guilds = True
         intents.guild_messages = True
         intents.dm_messages = config.allow_dms
+        # Privileged: only needed to read follow-ups that don't mention the bot.
+        intents.message_content = config.follow_ups == "thread" and engine.conversations is not None
         super().__init__(
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -169,8 +212,11 @@ class StudioClient(discord.Client):
         )
         self.config = config
         self.engine = engine
+        self.conversations = engine.conversations
+        """Where conversations are remembered; ``None`` answers every message on its own."""
         self.ledger = ledger
         self.clock = clock
+        self.edit_budget = EditBudget(per_second=EDITS_PER_SECOND, clock=clock)
         self.readiness = readiness
         self.tree = app_commands.CommandTree(self)
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -249,6 +295,11 @@ class StudioClient(discord.Client):
 
     # --- jobs from before a restart -------------------------------------------------------------
 
+    @property
+    def undelivered(self) -> tuple[Resumption, ...]:
+        """Resumed jobs not handed out yet (the client never got connected)."""
+        return tuple(self._resumptions)
+
     def _deliver_resumptions(self) -> None:
         """Start delivering every resumed job, once (``on_ready`` fires again after a re-identify)."""
         pending, self._resumptions = self._resumptions, []
@@ -262,7 +313,10 @@ class StudioClient(discord.Client):
     async def _deliver(self, resumption: Resumption) -> None:
         request = resumption.request
         destination = request.destination
-        outlet = self._destination_outlet(destination, requester=request.user) if destination else None
+        on_sent = self._linker(request.conversation, request.scope)
+        outlet = None
+        if destination is not None:
+            outlet = self._destination_outlet(destination, requester=request.user, on_sent=on_sent)
         if outlet is None:
             log.error("job %s has no usable Discord destination (%r); not delivered", request.id, destination)
             return
@@ -274,7 +328,9 @@ class StudioClient(discord.Client):
             with contextlib.suppress(discord.HTTPException):
                 await outlet.send(embed=_notice(f"I couldn't deliver this answer (ref `{request.id}`)."))
 
-    def _destination_outlet(self, destination: Destination, *, requester: str) -> DestinationOutlet | None:
+    def _destination_outlet(
+        self, destination: Destination, *, requester: str, on_sent: OnSent | None
+    ) -> DestinationOutlet | None:
         channel_id = _snowflake(destination.channel)
         if destination.platform != PLATFORM or channel_id is None:
             return None
@@ -285,26 +341,42 @@ class StudioClient(discord.Client):
             origin_id=_snowflake(destination.message),
             requester_id=_snowflake(destination.extra.get("user") or requester),
             file_limit=guild.filesize_limit if guild is not None else FALLBACK_FILE_LIMIT,
+            on_sent=on_sent,
         )
 
     # --- mentions ---------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
         me = self.user
-        if me is None or message.author.bot:
+        if me is None or message.author.bot or message.is_system():
             return
         scope = message_scope(message)
-        if scope.platform == DM_PLATFORM:
-            if not self.config.allow_dms:
+        dm = scope.platform == DM_PLATFORM
+        if dm and not self.config.allow_dms:
+            return
+        mentioned = any(user.id == me.id for user in message.mentions)
+        conversation: str | None = None
+        if self.conversations is not None:
+            try:
+                conversation = await message_conversation(
+                    message, self.conversations, mentioned=mentioned, dm=dm, follow_ups=self.config.follow_ups
+                )
+            except Exception:
+                log.exception("could not tell which conversation message %s belongs to", message.id)
+            if conversation is None and not (mentioned or dm):
                 return
-        elif not any(user.id == me.id for user in message.mentions):
+        elif not (mentioned or dm):
             return
         if not await self.ledger.first_sighting(f"discord:message:{message.id}"):
             return
         text = re.sub(rf"<@!?{me.id}>", " ", message.content).strip()
-        outlet = ReplyOutlet(message)
+        outlet = ReplyOutlet(message, on_sent=self._linker(conversation, scope))
         request = Request(
-            scope=scope, user=str(message.author.id), text=text, destination=message_destination(message)
+            scope=scope,
+            user=str(message.author.id),
+            text=text,
+            destination=message_destination(message),
+            conversation=conversation,
         )
         try:
             if await self._unfunded_dm(scope):
@@ -363,6 +435,36 @@ class StudioClient(discord.Client):
         ):
             budget.add_command(app_commands.Command(name=name, description=description, callback=callback))
         self.tree.add_command(budget)
+        if self.conversations is not None:
+            self._add_conversation_commands(self.conversations, contexts, installs)
+
+    def _add_conversation_commands(
+        self,
+        store: ConversationStore,
+        contexts: app_commands.AppCommandContext,
+        installs: app_commands.AppInstallationType,
+    ) -> None:
+        """``/summary [focus]`` and ``/forget [all]``: offered only when conversations are remembered."""
+
+        @app_commands.describe(focus="What the summary should concentrate on (optional)")
+        async def summary(interaction: discord.Interaction[Any], focus: str = "") -> None:
+            await self._generate(interaction, Intent.SUMMARY, focus)
+
+        @app_commands.describe(everything="Forget every conversation in this server (Manage Server)")
+        @app_commands.rename(everything="all")
+        async def forget(interaction: discord.Interaction[Any], everything: bool = False) -> None:
+            await self._forget_conversation(interaction, store, "all" if everything else "")
+
+        for name, callback in (("summary", summary), ("forget", forget)):
+            self.tree.add_command(
+                app_commands.Command(
+                    name=name,
+                    description=BY_NAME[name].description,
+                    callback=callback,
+                    allowed_contexts=contexts,
+                    allowed_installs=installs,
+                )
+            )
 
     async def _generate(self, interaction: discord.Interaction[Any], intent: Intent, prompt: str) -> None:
         try:
@@ -375,21 +477,24 @@ class StudioClient(discord.Client):
             with contextlib.suppress(discord.HTTPException):
                 anchor_id = (await interaction.original_response()).id
         scope = interaction_scope(interaction)
+        conversation = await self._command_conversation(interaction, intent, anchor_id=anchor_id)
+        on_sent = self._linker(conversation, scope)
         outlet: Outlet
         if intent in LONG_JOBS:
             anchor = (
                 f"🎵 Composing for {interaction.user.mention}: songs take a few minutes, "
                 "so progress and the song follow here."
             )
-            outlet = ChannelOutlet(interaction, anchor=anchor)
+            outlet = ChannelOutlet(interaction, anchor=anchor, on_sent=on_sent)
         else:
-            outlet = InteractionOutlet(interaction)
+            outlet = InteractionOutlet(interaction, on_sent=on_sent)
         request = Request(
             scope=scope,
             user=str(interaction.user.id),
             text=prompt,
             intent=intent,
             destination=interaction_destination(interaction, message_id=anchor_id),
+            conversation=conversation,
         )
         try:
             if await self._unfunded_dm(scope):
@@ -403,6 +508,41 @@ class StudioClient(discord.Client):
                 await interaction.followup.send(
                     embed=_notice(f"I couldn't deliver this answer (ref `{request.id}`)."), ephemeral=True
                 )
+
+    async def _command_conversation(
+        self, interaction: discord.Interaction[Any], intent: Intent, *, anchor_id: int | None
+    ) -> str | None:
+        """A summary reads the conversation it was asked in; other commands join or start one."""
+        if self.conversations is None:
+            return None
+        if intent is not Intent.SUMMARY:
+            return command_conversation(interaction, anchor_id=anchor_id)
+        try:
+            return await current_conversation(interaction, self.conversations)
+        except Exception:
+            log.exception("could not look up the conversation for interaction %s", interaction.id)
+            return None
+
+    async def _forget_conversation(
+        self, interaction: discord.Interaction[Any], store: ConversationStore, args: str
+    ) -> None:
+        scope = interaction_scope(interaction)
+        # The people who may change /budget may forget a whole server; in a DM the whole scope is
+        # the person's own conversations with the bot.
+        can_forget_scope = scope.platform == DM_PLATFORM or interaction.permissions.manage_guild
+        try:
+            conversation = await current_conversation(interaction, store)
+            answer = await forget_command(store, conversation, scope, args, can_forget_scope=can_forget_scope)
+        except Exception:
+            log.exception("/forget failed for interaction %s", interaction.id)
+            answer = FORGET_FAILED
+        embed = discord.Embed(description=answer, colour=COLOURS[MessageState.DONE])
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    def _linker(self, conversation: str | None, scope: Scope) -> OnSent | None:
+        if self.conversations is None or conversation is None:
+            return None
+        return linker(self.conversations, conversation, scope=scope)
 
     async def _budget(self, interaction: discord.Interaction[Any], args: str) -> None:
         scope = interaction_scope(interaction)
@@ -434,6 +574,7 @@ class StudioClient(discord.Client):
             clock=self.clock,
             edit_interval=self.config.edit_interval,
             uploading_notice_bytes=self.config.uploading_notice_bytes,
+            edit_budget=self.edit_budget,
         )
         pieces: list[str] = []
         task = asyncio.current_task()

@@ -8,6 +8,9 @@ from typing import Literal
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
 
+FollowUps = Literal["mention", "thread"]
+"""``thread``: follow-ups in a bot thread or replies to the bot need no mention; ``mention``: they do."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiscordConfig:
@@ -29,10 +32,13 @@ class DiscordConfig:
     """Show an "Uploading…" progress line before attaching media at least this large."""
     guild_ready_timeout: float = 2.0
     """How long discord.py waits for the guild list at connect before it reports ready."""
+    follow_ups: FollowUps = "thread"
+    """``thread``: replies to the bot and messages in a thread it answered in need no mention
+    (needs the Message Content intent); ``mention``: only mentions (and DMs) are answered."""
 
     def __repr__(self) -> str:
         # The token must never reach a log line through a repr.
         return (
             f"DiscordConfig(api_url={self.api_url!r}, gateway_url={self.gateway_url!r}, "
-            f"guild_ids={self.guild_ids!r}, allow_dms={self.allow_dms!r})"
+            f"guild_ids={self.guild_ids!r}, allow_dms={self.allow_dms!r}, follow_ups={self.follow_ups!r})"
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -11,6 +11,15 @@ import discord
 log = logging.getLogger(__name__)
 
 FALLBACK_FILE_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+OnSent = Callable[[discord.Message], Awaitable[None]]
+"""Told about every public message an outlet posts (to link it to its conversation)."""
+
+
+async def _noted(message: discord.Message, on_sent: OnSent | None) -> discord.Message:
+    if on_sent is not None:
+        await on_sent(message)
+    return message
 
 
 def _message_fields(
@@ -29,8 +38,9 @@ def _message_fields(
 class ReplyOutlet:
     """Answers a mention: the first message replies to it, each later one to the previous."""
 
-    def __init__(self, origin: discord.Message) -> None:
+    def __init__(self, origin: discord.Message, *, on_sent: OnSent | None = None) -> None:
         self._origin = origin
+        self._on_sent = on_sent
         self._last: discord.Message | None = None
         guild = origin.guild
         self.file_limit = guild.filesize_limit if guild is not None else FALLBACK_FILE_LIMIT
@@ -46,7 +56,7 @@ class ReplyOutlet:
         self._last = await target.reply(
             mention_author=False, **_message_fields(embed=embed, files=files, content=content)
         )
-        return self._last
+        return await _noted(self._last, self._on_sent)
 
     async def refuse(self, embed: discord.Embed) -> None:
         await self.send(embed=embed)
@@ -56,8 +66,9 @@ class InteractionOutlet:
     """Answers a deferred slash command: the first message fills the deferred response, later
     ones are follow-ups. Valid while the interaction token lives (15 minutes)."""
 
-    def __init__(self, interaction: discord.Interaction[Any]) -> None:
+    def __init__(self, interaction: discord.Interaction[Any], *, on_sent: OnSent | None = None) -> None:
         self._interaction = interaction
+        self._on_sent = on_sent
         self._original_used = False
         self.file_limit = interaction.filesize_limit
 
@@ -77,10 +88,12 @@ class InteractionOutlet:
                 fields["embed"] = embed
             if files:
                 fields["attachments"] = list(files)
-            return await self._interaction.edit_original_response(**fields)
-        return await self._interaction.followup.send(
-            wait=True, **_message_fields(embed=embed, files=files, content=content)
-        )
+            message: discord.Message = await self._interaction.edit_original_response(**fields)
+        else:
+            message = await self._interaction.followup.send(
+                wait=True, **_message_fields(embed=embed, files=files, content=content)
+            )
+        return await _noted(message, self._on_sent)
 
     async def refuse(self, embed: discord.Embed) -> None:
         """Swap the public "thinking…" placeholder for a notice only the requester sees."""
@@ -95,8 +108,10 @@ class ChannelOutlet(InteractionOutlet):
     anchor, and progress and result are channel messages under it (the bot token never expires).
     Refusals still go through the interaction, privately."""
 
-    def __init__(self, interaction: discord.Interaction[Any], *, anchor: str) -> None:
-        super().__init__(interaction)
+    def __init__(
+        self, interaction: discord.Interaction[Any], *, anchor: str, on_sent: OnSent | None = None
+    ) -> None:
+        super().__init__(interaction, on_sent=on_sent)
         self._anchor_text = anchor
         self._last: discord.Message | None = None
 
@@ -114,7 +129,7 @@ class ChannelOutlet(InteractionOutlet):
             self._last = await super().send(content=self._anchor_text)
         fields = _message_fields(embed=embed, files=files, content=content)
         self._last = await channel.send(reference=self._last, mention_author=False, **fields)
-        return self._last
+        return await _noted(self._last, self._on_sent)
 
 
 class DestinationOutlet:
@@ -129,8 +144,10 @@ class DestinationOutlet:
         origin_id: int | None,
         requester_id: int | None,
         file_limit: int,
+        on_sent: OnSent | None = None,
     ) -> None:
         self._channel = channel
+        self._on_sent = on_sent
         self._origin_id = origin_id
         self._requester_id = requester_id
         self._last: discord.Message | None = None
@@ -157,7 +174,7 @@ class DestinationOutlet:
                 self._last = await self._channel.send(**fields)
         else:
             self._last = await self._last.reply(mention_author=False, **fields)
-        return self._last
+        return await _noted(self._last, self._on_sent)
 
     async def refuse(self, embed: discord.Embed) -> None:
         """There is nowhere private to say it after a restart, so it goes where the answer would."""

@@ -221,7 +221,7 @@ async def test_slash_commands_are_synced_per_guild_or_globally(
 ) -> None:
     await start_bot(guild_ids=(int(fake.guild_id),))
     commands = {command["name"]: command for command in fake.synced[fake.guild_id]}
-    assert set(commands) == {"imagine", "song", "research", "budget"}
+    assert set(commands) == {"imagine", "song", "research", "budget", "summary", "forget"}
     assert int(commands["budget"]["default_member_permissions"]) == 1 << 5, "Manage Server"
     assert {option["name"] for option in commands["budget"]["options"]} == {"show", "set", "reset"}
     assert commands["imagine"]["options"][0]["name"] == "prompt"
@@ -231,6 +231,6 @@ async def test_slash_commands_are_synced_per_guild_or_globally(
 async def test_global_sync_without_guild_ids(fake: FakeDiscord, start_bot: StartBot) -> None:
     await start_bot(budget_visible_to="everyone", allow_dms=True)
     commands = {command["name"]: command for command in fake.synced[None]}
-    assert set(commands) == {"imagine", "song", "research", "budget"}
+    assert set(commands) == {"imagine", "song", "research", "budget", "summary", "forget"}
     assert commands["budget"]["default_member_permissions"] is None
     assert sorted(commands["imagine"]["contexts"]) == [0, 1]

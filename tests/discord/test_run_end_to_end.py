@@ -42,7 +42,14 @@ async def test_bot_run_connects_syncs_and_answers_a_mention(tmp_path: Path) -> N
                     lambda: bool(fake.identified) or process.returncode is not None, within=30
                 )
                 assert process.returncode is None, log_path.read_text()
-                assert {c["name"] for c in fake.synced[None]} == {"imagine", "song", "research", "budget"}
+                assert {c["name"] for c in fake.synced[None]} == {
+                    "imagine",
+                    "song",
+                    "research",
+                    "budget",
+                    "summary",
+                    "forget",
+                }
 
                 await fake.mention("hello there", author=fake.user("111", "alice"))
                 await fake.wait_until(

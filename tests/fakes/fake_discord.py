@@ -4,7 +4,9 @@ It keeps every REST call (with the time from an injectable clock), every message
 versions, the synced slash commands and interaction responses, and it can answer a route with
 429 a given number of times, the way Discord does (``Via`` header, ``retry_after`` in the body),
 or with 403 or a 5xx. Tests drive the gateway with ``mention``, ``slash`` and ``reconnect`` and
-wait on ``wait_until``.
+wait on ``wait_until``. With ``privileged_intents_enabled`` off it closes the gateway with 4014
+when a client identifies with a privileged intent, as Discord does when the Developer Portal
+switch is off.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ GATEWAY_PATH = "/gateway"
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 ATTACHMENT_SIZE_LIMIT = 10 * 2**20
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
+"""Guild members, presences and message content: each needs a switch in the Developer Portal."""
+DISALLOWED_INTENTS = 4014
 Json = dict[str, Any]
 
 
@@ -127,6 +132,9 @@ class FakeDiscord:
         self.synced: dict[str | None, list[Json]] = {}
         self.identified: list[Json] = []
         self.resumed: list[Json] = []
+        self.privileged_intents_enabled = True
+        self.refused: list[Json] = []
+        """Identify payloads answered with close code 4014 (privileged intents switched off)."""
         self._faults: list[list[Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
         self._sequence = 0
@@ -274,12 +282,18 @@ class FakeDiscord:
         channel_id: str | None = None,
         dm: bool = False,
         mention_bot: bool = True,
+        reply_to: str | None = None,
+        message_type: int | None = None,
     ) -> str:
-        """A user message: ``<@bot> text`` in a guild channel (or thread), or ``text`` in a DM."""
+        """A user message: ``<@bot> text`` in a guild channel (or thread), or ``text`` in a DM.
+
+        ``reply_to`` makes it a reply to that message (without pinging its author unless
+        ``mention_bot``); ``message_type`` overrides the type, e.g. 7 for a "member joined" notice.
+        """
         message_id = self.snowflake()
         data: Json = {
             "id": message_id,
-            "type": 0,
+            "type": message_type if message_type is not None else (19 if reply_to else 0),
             "content": f"<@{self.application_id}> {text}" if mention_bot and not dm else text,
             "channel_id": self.dm_channel_id if dm else (channel_id or self.channel_id),
             "author": author,
@@ -298,12 +312,21 @@ class FakeDiscord:
         if not dm:
             data["guild_id"] = self.guild_id
             data["member"] = {"roles": [], "flags": 0, "joined_at": _iso(), "deaf": False, "mute": False}
+        if reply_to is not None:
+            data["message_reference"] = {
+                "type": 0,
+                "message_id": reply_to,
+                "channel_id": data["channel_id"],
+                **({"guild_id": self.guild_id} if not dm else {}),
+            }
+            replied = self.messages.get(reply_to)
+            data["referenced_message"] = self._payload(replied) if replied is not None else None
         asked = FakeMessage(
             id=message_id,
             channel_id=data["channel_id"],
             guild_id=data.get("guild_id"),
             author=author,
-            reference=None,
+            reference=reply_to,
         )
         asked.versions.append(
             Version(content=data["content"], embeds=(), attachments=(), flags=0, at=self._clock())
@@ -327,12 +350,14 @@ class FakeDiscord:
         permissions: int = 0,
         dm: bool = False,
         attachment_size_limit: int = ATTACHMENT_SIZE_LIMIT,
+        channel_id: str | None = None,
     ) -> FakeInteraction:
-        """A slash command invocation, as INTERACTION_CREATE."""
+        """A slash command invocation, as INTERACTION_CREATE; ``channel_id`` may be the thread's."""
+        in_thread = not dm and channel_id == self.thread_id
         interaction = FakeInteraction(
             id=self.snowflake(),
             token=f"itoken-{self.snowflake()}",
-            channel_id=self.dm_channel_id if dm else self.channel_id,
+            channel_id=self.dm_channel_id if dm else (channel_id or self.channel_id),
         )
         self.interactions[interaction.token] = interaction
         data: Json = {
@@ -356,16 +381,16 @@ class FakeDiscord:
             data["guild_id"] = self.guild_id
             data["guild_locale"] = "en-US"
             data["member"] = self.member(user, permissions=permissions)
-            data["channel_id"] = self.channel_id
+            data["channel_id"] = interaction.channel_id
             data["channel"] = {
-                "id": self.channel_id,
-                "type": 0,
+                "id": interaction.channel_id,
+                "type": 11 if in_thread else 0,
                 "guild_id": self.guild_id,
-                "name": "general",
+                "name": "a thread" if in_thread else "general",
                 "position": 0,
                 "permission_overwrites": [],
                 "nsfw": False,
-                "parent_id": None,
+                "parent_id": self.channel_id if in_thread else None,
             }
             data["context"] = 0
         await self.dispatch("INTERACTION_CREATE", data)
@@ -420,6 +445,10 @@ class FakeDiscord:
             if op == 1:
                 await socket.send_str(json.dumps({"op": 11}))
             elif op == 2:
+                if not self.privileged_intents_enabled and payload["d"]["intents"] & PRIVILEGED_INTENTS:
+                    self.refused.append(payload["d"])
+                    await socket.close(code=DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
+                    break
                 await self._send_ready()
                 self.identified.append(payload["d"])
             elif op == 6:
