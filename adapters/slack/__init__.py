@@ -1,4 +1,5 @@
-"""Slack adapter: mentions and slash commands in, streamed thread replies and file uploads out."""
+"""Slack adapter: mentions, thread follow-ups and slash commands in, streamed thread replies and file
+uploads out; each thread is a conversation remembered by the engine's store."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The Slack app: Bolt listeners that turn mentions and slash commands into core requests, and the
-Socket Mode or HTTP front door they arrive through."""
+"""The Slack app: Bolt listeners that turn mentions, thread follow-ups and slash commands into core
+requests, and the Socket Mode or HTTP front door they arrive through."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ from adapters.slack.config import EVENTS_PATH, SlackConfig
 from adapters.slack.retry import RateLimitRetry, ServerErrorRetry
 from adapters.slack.surface import SlackSurface, StreamingSupport, error_code
 from adapters.slack.text import escape_mrkdwn, mention_text, to_mrkdwn, unescape_slack
+from adapters.slack.threads import channel_prefix, conversation_id, follow_up_thread, thread_of
 from core.budget import budget_command
 from core.clock import Clock, SystemClock
-from core.commands import BY_NAME, COMMANDS, usage_hint
+from core.commands import ALL_COMMANDS, BY_NAME, usage_hint
 from core.context import current_request
+from core.conversations import forget_command
 from core.engine import Engine, Resumption
 from core.health import Readiness
 from core.jobs import JobState
 from core.ledger import Ledger
-from core.parts import Destination, Failure, Part, Request, Scope, Status, TextDelta
+from core.parts import Destination, Failure, Intent, Part, Request, Scope, Status, TextDelta
 from core.render import render
 
 log = logging.getLogger(__name__)
@@ -45,10 +47,11 @@ notice at once) before its work is cut off; the engine then refunds it or keeps 
 FINISH_TIMEOUT_S = 10.0
 """At shutdown, how long answers get to post their last words before they are cancelled."""
 RESUMABLE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
-COMMAND_NAMES = tuple(command.name for command in COMMANDS)
+COMMAND_NAMES = tuple(command.name for command in ALL_COMMANDS)
 COMMAND_PATTERN = re.compile(rf"^/({'|'.join(COMMAND_NAMES)})$")
 MAX_ANCHOR_PROMPT = 300
 NOT_A_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
+NO_MEMORY = "I don't remember conversations here, so there's nothing to forget."
 
 
 class SlackStartupError(RuntimeError):
@@ -102,6 +105,9 @@ class SlackBot:
             name="studio-bot",
         )
         self.bolt.event("app_mention")(self._mention_listener())
+        # Every message event is acknowledged (Slack retries and eventually disables deliveries a
+        # listener doesn't take); only thread follow-ups are answered.
+        self.bolt.event("message")(self._message_listener())
         self.bolt.command(COMMAND_PATTERN)(self._command_listener())
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -238,9 +244,20 @@ class SlackBot:
 
     def _mention_listener(self) -> Any:
         async def on_mention(body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
-            self._spawn(self._answer_mention(body, event, context.bot_user_id))
+            self._spawn(self._answer_message(body, event, context.bot_user_id))
 
         return on_mention
+
+    def _message_listener(self) -> Any:
+        async def on_message(body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
+            # Without its own id the bot can't tell a mention (answered through app_mention) apart.
+            if self._config.follow_ups != "thread" or not context.bot_user_id:
+                return
+            thread_ts = follow_up_thread(event, bot_user_id=context.bot_user_id)
+            if thread_ts is not None:
+                self._spawn(self._answer_follow_up(body, event, thread_ts, context.bot_user_id))
+
+        return on_message
 
     def _command_listener(self) -> Any:
         async def on_command(
@@ -251,9 +268,21 @@ class SlackBot:
 
         return on_command
 
-    async def _answer_mention(
+    async def _answer_follow_up(
+        self, body: dict[str, Any], event: dict[str, Any], thread_ts: str, bot_user_id: str
+    ) -> None:
+        """A plain reply in a thread the bot has answered in continues that conversation; replies
+        in any other thread are not for the bot."""
+        store = self._engine.conversations
+        if store is None or not await store.knows(conversation_id(str(event.get("channel")), thread_ts)):
+            return
+        await self._answer_message(body, event, bot_user_id)
+
+    async def _answer_message(
         self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None
     ) -> None:
+        """Answer a mention or a follow-up in its thread, as part of that thread's conversation (a
+        top-level mention starts one, threaded under itself)."""
         user = event.get("user")
         team = str(body.get("team_id") or event.get("team") or "")
         if not user or not team:
@@ -261,9 +290,10 @@ class SlackBot:
         if not await self._first_time("event", body.get("event_id")):
             return
         ts = str(event["ts"])
+        channel, thread_ts = str(event["channel"]), str(event.get("thread_ts") or ts)
         destination = _destination(
-            channel=str(event["channel"]),
-            thread=str(event.get("thread_ts") or ts),
+            channel=channel,
+            thread=thread_ts,
             message=ts,
             team=team,
             user=user,
@@ -275,6 +305,7 @@ class SlackBot:
             user=user,
             text=mention_text(str(event.get("text", "")), bot_user_id=bot_user_id),
             destination=destination,
+            conversation=conversation_id(channel, thread_ts),
         )
         await self._answer(request, destination)
 
@@ -291,6 +322,15 @@ class SlackBot:
             reply = await self._budget(scope, text, user)
             await respond(text=to_mrkdwn(reply), response_type="ephemeral")
             return
+        if name == "forget":
+            reply = await self._forget(scope, channel, args=text, user=user)
+            await respond(text=to_mrkdwn(reply), response_type="ephemeral")
+            return
+        if name == "summary":
+            await self._summarize(
+                scope, channel, focus=text, user=user, respond=respond, bot_user_id=bot_user_id
+            )
+            return
         intent = BY_NAME[name].intent
         if not text:
             await respond(text=to_mrkdwn(usage_hint(intent)), response_type="ephemeral")
@@ -304,8 +344,74 @@ class SlackBot:
         destination = _destination(
             channel=channel, thread=anchor_ts, message=anchor_ts, team=scope.id, user=user, user_team=scope.id
         )
-        request = Request(scope=scope, user=user, text=text, intent=intent, destination=destination)
+        request = Request(
+            scope=scope,
+            user=user,
+            text=text,
+            intent=intent,
+            destination=destination,
+            conversation=conversation_id(channel, anchor_ts),
+        )
         await self._answer(request, destination)
+
+    async def _summarize(
+        self,
+        scope: Scope,
+        channel: str,
+        *,
+        focus: str,
+        user: str,
+        respond: AsyncRespond,
+        bot_user_id: str | None,
+    ) -> None:
+        """``/summary`` summarizes the channel's most recent conversation in that conversation's
+        own thread, behind a note (also shown in the channel) saying who asked."""
+        store = self._engine.conversations
+        conversation = await store.latest(channel_prefix(channel)) if store is not None else None
+        if conversation is None:
+            request = Request(scope=scope, user=user, text=focus, intent=Intent.SUMMARY)
+            await respond(
+                text=to_mrkdwn(await _refusal(self._engine.handle(request))), response_type="ephemeral"
+            )
+            return
+        thread_ts = thread_of(conversation)
+        try:
+            note = await self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                reply_broadcast=True,
+                text=_anchor_text(user, "summary", focus),
+            )
+        except SlackApiError as error:
+            await respond(text=_cannot_post(error_code(error), bot_user_id), response_type="ephemeral")
+            return
+        destination = _destination(
+            channel=channel,
+            thread=thread_ts,
+            message=str(note["ts"]),
+            team=scope.id,
+            user=user,
+            user_team=scope.id,
+        )
+        request = Request(
+            scope=scope,
+            user=user,
+            text=focus,
+            intent=Intent.SUMMARY,
+            destination=destination,
+            conversation=conversation,
+        )
+        await self._answer(request, destination)
+
+    async def _forget(self, scope: Scope, channel: str, *, args: str, user: str) -> str:
+        """``/forget`` forgets the channel's most recent conversation; ``/forget all`` (budget
+        admins) every conversation of the workspace."""
+        store = self._engine.conversations
+        if store is None:
+            return NO_MEMORY
+        conversation = await store.latest(channel_prefix(channel))
+        can_forget_scope = args.strip().lower() == "all" and await self._is_admin(user)
+        return await forget_command(store, conversation, scope, args, can_forget_scope=can_forget_scope)
 
     async def _first_time(self, kind: str, ident: object) -> bool:
         """Slack retries deliveries it thinks failed; each one is worked on (and paid for) once,
@@ -447,11 +553,23 @@ def _destination(
 
 
 def _anchor_text(user: str, command: str, prompt: str) -> str:
-    """The channel message a slash command's answer is threaded under: who asked for what."""
+    """The message a slash command's answer is threaded under: who asked for what."""
     shown = " ".join(prompt.split())
+    if not shown:
+        return f"<@{user}> used `/{command}`"
     if len(shown) > MAX_ANCHOR_PROMPT:
         shown = shown[: MAX_ANCHOR_PROMPT - 1] + "…"
     return f"<@{user}> used `/{command}`: “{escape_mrkdwn(shown)}”"
+
+
+async def _refusal(parts: AsyncIterator[Part]) -> str:
+    """The text of an answer that is only a refusal (the engine's, for a request it won't run)."""
+    shown = [
+        part.message if isinstance(part, Failure) else part.text
+        async for part in parts
+        if isinstance(part, Failure | TextDelta)
+    ]
+    return "".join(shown)
 
 
 def _cannot_post(code: str, bot_user_id: str | None) -> str:

@@ -7,6 +7,9 @@ from typing import Literal
 
 SlackMode = Literal["socket", "http"]
 BudgetAudience = Literal["admins", "everyone"]
+FollowUps = Literal["mention", "thread"]
+"""``thread``: a plain message in a thread where the bot answered continues that conversation;
+``mention``: the bot answers only when mentioned (or through a slash command)."""
 
 EVENTS_PATH = "/slack/events"
 
@@ -17,6 +20,7 @@ class SlackConfig:
 
     With ``app_token`` the adapter connects over Socket Mode; otherwise it serves HTTP on
     ``host:port`` at ``/slack/events`` and verifies every request with ``signing_secret``.
+    ``follow_ups`` applies when the engine has a conversation store (``engine.conversations``).
     """
 
     bot_token: str = field(repr=False)
@@ -27,6 +31,7 @@ class SlackConfig:
     api_url: str = "https://slack.com/api/"
     admin_ids: frozenset[str] = frozenset()
     budget_visible_to: BudgetAudience = "admins"
+    follow_ups: FollowUps = "thread"
 
     def __post_init__(self) -> None:
         if not self.bot_token:

@@ -61,6 +61,8 @@ class Message:
     streaming: bool = False
     appends: int = 0
     deleted: bool = False
+    broadcast: bool = False
+    """A thread reply also shown in the channel (``reply_broadcast``)."""
     versions: list[str] = field(default_factory=list)
     """Every text the message showed, in order."""
 
@@ -196,6 +198,49 @@ class FakeSlack:
         }
         if thread_ts:
             event["thread_ts"] = thread_ts
+        return self.event_callback(event, event_id=event_id)
+
+    def message(
+        self,
+        text: str,
+        *,
+        user: str = ALICE,
+        channel: str = GENERAL,
+        thread_ts: str | None = None,
+        ts: str | None = None,
+        event_id: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A ``message`` event callback (``message.channels``) for a message someone posted.
+        ``fields`` adds or overrides event fields (``subtype``, ``bot_id``, …; None removes one)."""
+        ts = ts or self.next_ts()
+        event: dict[str, Any] = {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "event_ts": ts,
+            "team": TEAM_ID,
+            "channel_type": "channel",
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+            event["parent_user_id"] = user
+        event.update(fields)
+        return self.event_callback(
+            {key: value for key, value in event.items() if value is not None}, event_id=event_id
+        )
+
+    def mention_in_thread(self, text: str, *, thread_ts: str, user: str = ALICE) -> list[dict[str, Any]]:
+        """What Slack sends for one message in a thread that mentions the bot: a ``message`` event
+        and an ``app_mention`` event for the same message, with different event ids."""
+        mention = self.mention(text, user=user, thread_ts=thread_ts)
+        event = mention["event"]
+        return [self.message(event["text"], user=user, thread_ts=thread_ts, ts=event["ts"]), mention]
+
+    def event_callback(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+        """The Events API envelope Slack wraps ``event`` in."""
         return {
             "token": "unused-verification-token",
             "team_id": TEAM_ID,
@@ -365,7 +410,14 @@ class FakeSlack:
     def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args.get("channel"))
         text = _text_of(args)
-        message = Message(channel, self.next_ts(), args.get("thread_ts") or None, text, versions=[text])
+        message = Message(
+            channel,
+            self.next_ts(),
+            args.get("thread_ts") or None,
+            text,
+            broadcast=bool(args.get("reply_broadcast")) and args.get("reply_broadcast") != "false",
+            versions=[text],
+        )
         self.messages[message.ts] = message
         return {"channel": channel, "ts": message.ts, "message": {"text": text, "ts": message.ts}}
 

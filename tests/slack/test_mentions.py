@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,8 @@ from tests.slack.conftest import SCOPE, GatedChat, Harness, StartHttp, engine_wi
 
 
 async def stream_hello_world(harness: Harness, gate: GatedChat, clock: FakeClock) -> str:
-    """Mention the bot, feed "Hello, " and "world." one second apart, end; return the thread ts."""
+    """Mention the bot, feed "Hello, " (shown at once) and "world." (shown an edit interval later),
+    end; return the thread ts."""
     slack = harness.slack
     payload = slack.mention("hello there")
     status, _ = await slack.post_http(harness.url, payload)
@@ -27,12 +29,14 @@ async def stream_hello_world(harness: Harness, gate: GatedChat, clock: FakeClock
     await slack.wait_for(lambda: slack.thread(GENERAL, thread_ts))  # the progress line
 
     gate.pieces.put_nowait("Hello, ")
-    await tick(clock, 0.5)
-    assert len(slack.calls) == 3, "nothing more is sent before the edit interval has passed"
-    await tick(clock, 0.5)
     await slack.wait_for(lambda: slack.calls_to("chat.delete"))  # text shows, progress line goes
+    assert clock.now() == 0, "the first text replaces the progress line without waiting an edit interval"
     gate.pieces.put_nowait("world.")
-    await tick(clock, 1.0)
+    await tick(clock, 0.5)
+    calls = len(slack.calls)
+    await asyncio.sleep(0.01)
+    assert len(slack.calls) == calls, "later text waits for the edit interval"
+    await tick(clock, 0.5)
     await slack.wait_for(lambda: any("world." in message.text for message in slack.messages.values()))
     gate.pieces.put_nowait(None)
     await harness.bot.drain()

@@ -15,7 +15,13 @@ from bot.platforms import platform_starters
 from bot.settings import Settings, SettingsError, load_settings
 from tests.fakes.fake_slack import APP_TOKEN, BOT_TOKEN, GENERAL, SIGNING_SECRET, FakeSlack
 
-SLACK_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "DISCORD_TOKEN")
+SLACK_VARIABLES = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_FOLLOW_UPS",
+    "DISCORD_TOKEN",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -37,12 +43,36 @@ def test_the_manifest_asks_for_exactly_what_the_adapter_uses() -> None:
         "commands",
         "files:write",
         "users:read",
+        "channels:history",
+        "groups:history",
     ]
     commands = manifest["features"]["slash_commands"]
-    assert [command["command"] for command in commands] == ["/imagine", "/song", "/research", "/budget"]
+    assert [command["command"] for command in commands] == [
+        "/imagine",
+        "/song",
+        "/research",
+        "/budget",
+        "/summary",
+        "/forget",
+    ]
     assert all("url" not in command for command in commands)
-    assert manifest["settings"]["event_subscriptions"] == {"bot_events": ["app_mention"]}
+    forget = commands[-1]
+    assert forget["usage_hint"] == "[all]" and "`" not in forget["description"]
+    assert manifest["settings"]["event_subscriptions"] == {
+        "bot_events": ["app_mention", "message.channels", "message.groups"]
+    }
     assert manifest["settings"]["socket_mode_enabled"] is True
+
+
+def test_in_mention_mode_the_manifest_leaves_out_channel_messages() -> None:
+    manifest = app_manifest(follow_ups="mention")
+
+    assert not {"channels:history", "groups:history"} & set(manifest["oauth_config"]["scopes"]["bot"])
+    assert manifest["settings"]["event_subscriptions"] == {"bot_events": ["app_mention"]}
+    assert [command["command"] for command in manifest["features"]["slash_commands"]][-2:] == [
+        "/summary",
+        "/forget",
+    ]
 
 
 def test_the_http_mode_manifest_points_events_and_commands_at_the_server() -> None:
@@ -60,6 +90,18 @@ def test_the_cli_prints_the_manifest_as_json(capsys: pytest.CaptureFixture[str])
 
     printed = json.loads(capsys.readouterr().out)
     assert printed == app_manifest(request_url="https://bot.example.com")
+
+
+def test_the_cli_manifest_follows_slack_follow_ups(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLACK_FOLLOW_UPS", "mention")
+    assert main(["slack-manifest"]) == 0
+    assert json.loads(capsys.readouterr().out) == app_manifest(follow_ups="mention")
+
+    monkeypatch.setenv("SLACK_FOLLOW_UPS", "always")
+    assert main(["slack-manifest"]) != 0
+    assert "SLACK_FOLLOW_UPS" in capsys.readouterr().err
 
 
 def test_slack_starts_with_a_bot_token_and_either_an_app_token_or_a_signing_secret() -> None:
