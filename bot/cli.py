@@ -90,7 +90,9 @@ async def cmd_chat(settings: Settings, args: argparse.Namespace) -> None:
 async def cmd_slack_manifest(settings: Settings, args: argparse.Namespace) -> None:
     from adapters.slack import app_manifest
 
-    manifest = app_manifest(name=args.name, request_url=args.request_url)
+    manifest = app_manifest(
+        name=args.name, request_url=args.request_url, follow_ups=settings.slack_follow_ups
+    )
     print(json.dumps(manifest, indent=2, ensure_ascii=False))
 
 

@@ -45,6 +45,7 @@ async def start_slack(app: App, resumptions: Sequence[Resumption] = ()) -> None:
         api_url=settings.slack_api_url,
         admin_ids=frozenset(settings.slack_admin_ids),
         budget_visible_to=settings.budget_visible_to,
+        follow_ups=settings.slack_follow_ups,
     )
     try:
         await run_slack(
@@ -73,6 +74,7 @@ async def start_discord(app: App, resumptions: Sequence[Resumption] = ()) -> Non
         guild_ids=tuple(int(guild_id) for guild_id in settings.discord_guild_ids),
         allow_dms=settings.discord_allow_dms,
         budget_visible_to=settings.budget_visible_to,
+        follow_ups=settings.discord_follow_ups,
     )
     await run_discord(
         config,

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     discord_dm_budget_usd: Usd = Decimal("0")
     discord_application_id: str | None = None
     """Only for ``discord-invite``; derived from DISCORD_TOKEN when unset."""
+    discord_follow_ups: Literal["mention", "thread"] = "thread"
+    """``thread``: replies to the bot and messages in a thread it answered in need no mention (asks
+    for the privileged Message Content intent); ``mention``: only mentions and DMs are answered."""
 
     # --- Slack -------------------------------------------------------------------------------
     slack_bot_token: SecretStr | None = None
@@ -93,6 +96,8 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     slack_admin_ids: CommaList = []
     """Member ids (``U0123ABCD``) allowed to see and change ``/budget`` besides workspace admins."""
+    slack_follow_ups: Literal["mention", "thread"] = "thread"
+    """``thread``: replies in a thread where the bot answered need no mention; ``mention``: they do."""
 
     @field_validator("slack_admin_ids")
     @classmethod

@@ -66,3 +66,8 @@ def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M))
     assert {name.upper() for name in Settings.model_fields} <= documented
+
+
+def test_readme_documents_every_setting() -> None:
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", (REPO / "README.md").read_text()))
+    assert {name.upper() for name in Settings.model_fields} - documented == set()
