@@ -3,7 +3,8 @@
 An adapter implements ``Surface`` (a handful of calls against one conversation) and passes the
 parts from ``Engine.handle`` to ``render``. The renderer guarantees:
 
-* the first text or progress line is posted at once;
+* the first text or progress line is posted at once, and so is the first text that replaces a
+  progress line (it is what the person is waiting for);
 * later changes are coalesced into at most one edit per ``edit_interval`` per message;
 * the last edit of every message always happens and clears the in-progress marker;
 * text is split before ``max_chars`` at a paragraph or line boundary, never inside a code fence
@@ -91,8 +92,10 @@ class _Renderer:
         self._status: str | None = None
         self._open = False  # a current message exists and is not final
         self._dirty = False
+        self._shown_text = False  # the open message shows streamed text, not only a progress line
         self._last_sent = float("-inf")
         self._changed = asyncio.Event()
+        self._first_text = asyncio.Event()  # the flusher stops waiting out the interval
         self._io = asyncio.Lock()
 
     async def run(self, parts: AsyncIterable[Part]) -> None:
@@ -128,9 +131,12 @@ class _Renderer:
             await self._fail(part.message)
 
     async def _show(self) -> None:
-        """Post at once when no message is open; otherwise leave it to the flusher."""
+        """Post at once when no message is open; otherwise leave it to the flusher, telling it not
+        to wait when this is the first text of a message that so far holds only a progress line."""
         if self._open:
             self._dirty = True
+            if self._text_waiting():
+                self._first_text.set()
             self._changed.set()
             return
         if not self._body and not self._status:
@@ -165,6 +171,7 @@ class _Renderer:
         """Post or edit the current message. Callers hold ``self._io``."""
         # Cleared before the call: text arriving while the platform answers must stay pending.
         self._dirty = False
+        self._shown_text = bool(view.text)
         if self._open:
             await self._surface.edit(view)
         else:
@@ -176,13 +183,27 @@ class _Renderer:
         interval = self._surface.edit_interval
         while True:
             await self._changed.wait()
+            self._first_text.clear()
             wait = self._last_sent + interval - self._clock.now()
-            if wait > 0:
-                await self._clock.sleep(wait)
+            if wait > 0 and not self._text_waiting():
+                await self._sleep_until_first_text(wait)
             self._changed.clear()
             async with self._io:
                 if self._dirty and self._open:
                     await self._send(self._live_view())
+
+    def _text_waiting(self) -> bool:
+        """Text has arrived for an open message that shows only a progress line so far."""
+        return self._open and bool(self._body) and not self._shown_text
+
+    async def _sleep_until_first_text(self, seconds: float) -> None:
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        first_text = asyncio.ensure_future(self._first_text.wait())
+        try:
+            await asyncio.wait({sleep, first_text}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            first_text.cancel()
 
     def _live_view(self) -> View:
         return View(self._body, MessageState.STREAMING, self._status)

@@ -113,6 +113,33 @@ async def test_first_text_is_posted_at_once_and_later_text_coalesced_once_per_in
     assert final.view == View("Hello" + " there" * 10 + "." * 30, MessageState.DONE)
 
 
+async def test_first_text_replaces_a_progress_line_at_once_then_edits_keep_the_interval() -> None:
+    clock = FakeClock()
+    surface = RecordingSurface(clock)
+    script = Script()
+    task = await start(surface, script, clock)
+
+    await script.send(Status("Queued"))
+    await clock.advance(0.1)
+    await script.send(Status("Thinking"))  # due at 1.0, an interval after the post
+    await clock.advance(0.1)
+    await script.send(TextDelta("Hello"))
+    assert [(call.kind, call.at, call.view) for call in surface.calls] == [
+        ("post", 0.0, View("", MessageState.STREAMING, "Queued")),
+        ("edit", 0.2, View("Hello", MessageState.STREAMING)),
+    ]
+
+    await clock.advance(0.1)
+    await script.send(TextDelta(" world"))
+    await clock.advance(0.8)
+    assert len(surface.calls) == 2  # later text waits a whole interval after the first text
+    await clock.advance(0.1)
+    assert [(call.kind, call.at) for call in surface.calls[2:]] == [("edit", 1.2)]
+    await script.send(None)
+    await task
+    assert surface.messages() == ["Hello world"]
+
+
 async def test_the_final_edit_lands_even_without_new_text() -> None:
     clock = FakeClock()
     surface = RecordingSurface(clock)
