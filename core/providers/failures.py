@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 
 from core.errors import GenerationError, ModerationError, ProviderUnavailable
+
+if TYPE_CHECKING:
+    import openai
 
 MODERATION_CODES = frozenset({"content_filter", "content_policy_violation", "moderation_blocked"})
 
@@ -103,6 +106,8 @@ def submit_lost(service: str, error: Exception) -> ProviderUnavailable:
 
 def openai_failure(service: str, error: openai.OpenAIError) -> GenerationError:
     """The error for an exception raised by the openai SDK (after its own retries)."""
+    import openai  # loaded already by whoever raised the error; the HTTP-only providers never need it
+
     if isinstance(error, openai.APIStatusError):
         if error.code in MODERATION_CODES:
             return ModerationError(

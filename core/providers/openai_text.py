@@ -14,6 +14,7 @@ the person sees it in a progress line. History counts toward the input, so towar
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -103,7 +104,8 @@ class OpenAITextGenerator:
         history_tokens: int = DEFAULT_HISTORY_TOKENS,
     ) -> None:
         self.intent = intent
-        self._client = client
+        # Touched here so the SDK's lazily imported resources load at start-up, not in the first answer.
+        self._completions = client.chat.completions
         self._model = model
         self._instructions = instructions
         self._history_tokens = history_tokens
@@ -144,21 +146,30 @@ class OpenAITextGenerator:
         usage: CompletionUsage | None = None
         finish: str | None = None
         try:
-            stream = await self._client.chat.completions.create(
+            # The SDK builds, authenticates and retries the request; the chunks are read as plain
+            # JSON, since building the SDK's models for every chunk was most of the CPU an answer took.
+            async with self._completions.with_streaming_response.create(
                 model=self._model.name,
                 messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 max_completion_tokens=limit,
-            )
-            async with stream:
-                async for chunk in stream:
-                    usage = chunk.usage or usage
-                    for choice in chunk.choices:
-                        finish = choice.finish_reason or finish
-                        if choice.delta.content:
-                            written.append(choice.delta.content)
-                            yield TextDelta(choice.delta.content)
+            ) as response:
+                async for data in server_sent_data(response.iter_lines()):
+                    if data.startswith("[DONE]"):
+                        break
+                    chunk = json.loads(data)
+                    if not isinstance(chunk, dict):
+                        raise ValueError(f"a stream chunk is not an object: {data[:100]!r}")
+                    if chunk.get("error"):
+                        raise _stream_error(chunk["error"], response.http_request)
+                    usage = _usage(chunk.get("usage")) or usage
+                    for choice in chunk.get("choices") or ():
+                        finish = choice.get("finish_reason") or finish
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            written.append(text)
+                            yield TextDelta(text)
         except (openai.OpenAIError, httpx.HTTPError, ValueError) as error:
             failure = openai_failure(SERVICE, error) if isinstance(error, openai.OpenAIError) else None
             if not written or isinstance(failure, ModerationError):
@@ -205,6 +216,42 @@ def chat_generator(
         model=model,
         instructions=CHAT_INSTRUCTIONS,
         history_tokens=history_tokens,
+    )
+
+
+async def server_sent_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The data of each server-sent event: its ``data:`` lines joined, comments and other fields skipped."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+def _usage(report: object) -> CompletionUsage | None:
+    """The token counts of a chunk's usage report, if it carries them."""
+    if not isinstance(report, dict):
+        return None
+    prompt, completion = report.get("prompt_tokens"), report.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    total = prompt + completion
+    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+
+
+def _stream_error(error: object, request: httpx.Request) -> openai.APIError:
+    """An error the server sent inside the stream, as the SDK would raise it."""
+    message = error.get("message") if isinstance(error, dict) else None
+    return openai.APIError(
+        message if isinstance(message, str) and message else "An error occurred during streaming",
+        request,
+        body=error,
     )
 
 
