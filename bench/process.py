@@ -54,6 +54,13 @@ async def bot_process(directory: Path, env: dict[str, str]) -> AsyncIterator[asy
                     await process.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def log_tail(directory: Path, lines: int = 20) -> str:
     path = directory / "bot.log"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""

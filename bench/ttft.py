@@ -8,6 +8,7 @@ time-to-first-token: 1.00 would be a bot that costs nothing.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import tempfile
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.fakes import MARK, BenchDiscord, BenchSlack, PacedOpenAI
-from bench.process import ROOMY, bot_env, bot_process, log_tail
+from bench.process import ROOMY, bot_env, bot_process, cpu_seconds, log_tail
 from tests.fakes.fake_slack import APP_TOKEN, BOT_TOKEN
 
 TTFT_S = 0.3
@@ -27,6 +28,7 @@ ONE_AT_A_TIME = 10
 BURSTS = 3
 """Bursts of 50 are repeated and pooled: one burst alone varies by ±0.2 from run to run."""
 LEVELS = (1, 50, 500)
+PLATFORMS = ("discord", "slack")
 CHANNELS = 50
 GREEN = 0x1F8B4C
 
@@ -44,6 +46,8 @@ class Row:
     platform: str
     concurrency: int
     samples: list[Sample]
+    cpu_s: float
+    """The bot process's CPU time for these answers, start to finish."""
 
     def quantile(self, q: float, *, of: str = "to_text") -> float:
         values: list[float] = sorted(getattr(sample, of) for sample in self.samples)
@@ -100,7 +104,7 @@ async def discord_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
                             raise RuntimeError("the bot exited")
                         run = _DiscordRun(fake, llm)
                         await run.burst(1, first=0)  # warm-up: guild cache, connection pools
-                        return await _levels("Discord", run.burst, levels)
+                        return await _levels("Discord", run.burst, levels, pid=process.pid)
                     except Exception as error:
                         raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
     finally:
@@ -170,7 +174,7 @@ async def slack_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
                             raise RuntimeError("the bot exited")
                         run = _SlackRun(slack, llm)
                         await run.burst(1, first=0)
-                        return await _levels("Slack", run.burst, levels)
+                        return await _levels("Slack", run.burst, levels, pid=process.pid)
                     except Exception as error:
                         raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
     finally:
@@ -212,22 +216,28 @@ class _SlackRun:
 
 
 async def _levels(
-    platform: str, burst: Callable[..., Awaitable[list[Sample]]], levels: tuple[int, ...]
+    platform: str, burst: Callable[..., Awaitable[list[Sample]]], levels: tuple[int, ...], *, pid: int
 ) -> list[Row]:
     rows = []
     number = 1
     for level in levels:
         samples: list[Sample] = []
         rounds = ONE_AT_A_TIME if level == 1 else BURSTS if level <= 50 else 1
+        cpu_before = cpu_seconds(pid)
         for _ in range(rounds):
             samples += await burst(level, first=number)
             number += level
-        rows.append(Row(platform, level, samples))
+        rows.append(Row(platform, level, samples, cpu_seconds(pid) - cpu_before))
     return rows
 
 
-async def run() -> list[Row]:
-    return await discord_rows() + await slack_rows()
+async def run(platforms: tuple[str, ...] = PLATFORMS, levels: tuple[int, ...] = LEVELS) -> list[Row]:
+    rows = []
+    if "discord" in platforms:
+        rows += await discord_rows(levels)
+    if "slack" in platforms:
+        rows += await slack_rows(levels)
+    return rows
 
 
 def table(rows: list[Row]) -> str:
@@ -235,8 +245,8 @@ def table(rows: list[Row]) -> str:
         f"LLM: first token after {TTFT_S * 1000:.0f} ms, then {RATE:.0f} tokens/s, {TOKENS} tokens.",
         "",
         "| platform | concurrent | samples | ratio p50 | ratio p95 | first text p50 | p95 "
-        "| event → LLM request p50 | p95 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| event → LLM request p50 | p95 | bot CPU per answer |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
@@ -244,13 +254,19 @@ def table(rows: list[Row]) -> str:
             f"| {row.ratio_p50:.2f} | {row.ratio_p95:.2f} "
             f"| {row.quantile(0.5) * 1000:.0f} ms | {row.quantile(0.95) * 1000:.0f} ms "
             f"| {row.quantile(0.5, of='to_provider') * 1000:.0f} ms "
-            f"| {row.quantile(0.95, of='to_provider') * 1000:.0f} ms |"
+            f"| {row.quantile(0.95, of='to_provider') * 1000:.0f} ms "
+            f"| {row.cpu_s / len(row.samples) * 1000:.1f} ms |"
         )
     return "\n".join(lines)
 
 
-def main() -> None:
-    print(table(asyncio.run(run())))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ttft", description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", choices=PLATFORMS, action="append", help="default: both")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="e.g. 1,50")
+    args = parser.parse_args(argv)
+    levels = tuple(int(level) for level in args.levels.split(","))
+    print(table(asyncio.run(run(tuple(args.platform or PLATFORMS), levels))))
 
 
 if __name__ == "__main__":
