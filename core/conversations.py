@@ -66,12 +66,11 @@ class ConversationStore:
         self, conversation: str, *, scope: Scope, user: str, kind: EventKind, text: str, request_id: str = ""
     ) -> None:
         """Store one event at the end of ``conversation``."""
-        async with self._ledger.transaction() as db:
-            await db.execute(
-                "INSERT INTO conversation_events (conversation, scope, user, kind, text, created_at, "
-                "request_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation, str(scope), user, kind.value, text, self._clock().isoformat(), request_id),
-            )
+        await self._ledger.write(
+            "INSERT INTO conversation_events (conversation, scope, user, kind, text, created_at, "
+            "request_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conversation, str(scope), user, kind.value, text, self._clock().isoformat(), request_id),
+        )
 
     async def events(self, conversation: str, *, limit: int = 100) -> list[Event]:
         """The newest ``limit`` events of ``conversation``, oldest first."""
@@ -110,12 +109,11 @@ class ConversationStore:
     async def link(self, key: str, conversation: str, *, scope: Scope) -> None:
         """Remember that platform message ``key`` (e.g. ``discord:message:123``, a bot answer
         someone may reply to) belongs to ``conversation``."""
-        async with self._ledger.transaction() as db:
-            await db.execute(
-                "INSERT INTO conversation_links (key, conversation, scope, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET conversation = excluded.conversation",
-                (key, conversation, str(scope), self._clock().isoformat()),
-            )
+        await self._ledger.write(
+            "INSERT INTO conversation_links (key, conversation, scope, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET conversation = excluded.conversation",
+            (key, conversation, str(scope), self._clock().isoformat()),
+        )
 
     async def resolve(self, key: str) -> str | None:
         """The conversation a linked platform message belongs to, if it is still remembered."""

@@ -166,6 +166,7 @@ class Engine:
 
     async def _handle(self, request: Request) -> AsyncIterator[Part]:
         received = time.monotonic()
+
         text = request.text.strip()
         if not text and request.intent is not Intent.SUMMARY:
             yield _failure(request.intent, "invalid", usage_hint(request.intent))
@@ -207,14 +208,18 @@ class Engine:
                 async for part in work:
                     yield part
             return
-        if question is not None:
-            await memory.remember_question(question)
+        # Written while the work starts rather than before it: the question is not needed to
+        # answer it, and with many requests at once every write ahead of the provider call queues
+        # behind everyone else's. The answer is recorded after it, so the order holds.
+        asked = asyncio.ensure_future(memory.remember_question(question)) if question is not None else None
         try:
             async with closing_stream(work):
                 async for part in work:
                     memory.see(part)
                     yield part
         finally:
+            if asked is not None:
+                await asked
             await memory.remember_answer()
 
     async def _with_history(self, request: Request) -> Request:
@@ -245,6 +250,7 @@ class Engine:
             )
             return
         generator = self.generators[route.intent]
+
         reservation = await self.ledger.reserve(
             request.scope,
             generator.estimate(route.prompt),
@@ -257,8 +263,6 @@ class Engine:
         if isinstance(reservation, Refusal):
             yield _failure(route.intent, "refused", budget_refusal(reservation, route.intent))
             return
-        if self.jobs is not None:
-            await self.jobs.create(request, intent=route.intent, prompt=route.prompt, hold=reservation)
         run = self._run(
             route, request, reservation, received, partial(generator.generate, route.prompt, request)
         )
@@ -281,13 +285,15 @@ class Engine:
         started = time.monotonic()
         first_text = True
         checkpointed = route.source == "resumed"  # a resumed job already has its checkpoint
+        job = _JobRow(self.jobs, request, route, hold, exists=checkpointed)
         details: dict[str, object] = {"service": intent.value, "route": route.source, "reserved": hold.amount}
         try:
             async with self._admitted(hold) as waiting:
                 async for status in waiting:
+                    await job.enter(JobState.QUEUED)
                     yield status
                 started = time.monotonic()
-                await self._advance(request, JobState.RUNNING)
+                await job.enter(JobState.RUNNING)
                 parts = generate()
                 async with closing_stream(parts):
                     while True:
@@ -565,6 +571,34 @@ async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator
         yield parts
     finally:
         await _close(parts)
+
+
+class _JobRow:
+    """The job row of one run, written when the job first reaches a state: a job admitted at once
+    is created running, which saves a write before the provider call."""
+
+    def __init__(
+        self, jobs: JobStore | None, request: Request, route: Route, hold: Hold, *, exists: bool
+    ) -> None:
+        self._jobs = jobs
+        self._request = request
+        self._route = route
+        self._hold = hold
+        self._exists = exists
+        self._state: JobState | None = None
+
+    async def enter(self, state: JobState) -> None:
+        if self._jobs is None or state is self._state:
+            return
+        self._state = state
+        if self._exists:
+            await self._jobs.advance(self._request.id, state)
+            return
+        self._exists = True
+        route = self._route
+        await self._jobs.create(
+            self._request, intent=route.intent, prompt=route.prompt, hold=self._hold, state=state
+        )
 
 
 class _Memory:

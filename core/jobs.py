@@ -59,39 +59,39 @@ class JobStore:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    async def create(self, request: Request, *, intent: Intent, prompt: str, hold: Hold) -> None:
+    async def create(
+        self, request: Request, *, intent: Intent, prompt: str, hold: Hold, state: JobState = JobState.QUEUED
+    ) -> None:
         now = _now()
-        async with self._ledger.transaction() as db:
-            await db.execute(
-                "INSERT INTO jobs (id, created_at, updated_at, scope, user, intent, prompt, state, "
-                "transaction_id, destination, conversation) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (
-                    request.id,
-                    now,
-                    now,
-                    str(request.scope),
-                    request.user,
-                    intent.value,
-                    prompt,
-                    hold.transaction_id,
-                    _destination_json(request.destination),
-                    request.conversation,
-                ),
-            )
+        await self._ledger.write(
+            "INSERT INTO jobs (id, created_at, updated_at, scope, user, intent, prompt, state, "
+            "transaction_id, destination, conversation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request.id,
+                now,
+                now,
+                str(request.scope),
+                request.user,
+                intent.value,
+                prompt,
+                state.value,
+                hold.transaction_id,
+                _destination_json(request.destination),
+                request.conversation,
+            ),
+        )
 
     async def advance(self, job_id: str, state: JobState, *, error: str = "") -> None:
-        async with self._ledger.transaction() as db:
-            await db.execute(
-                "UPDATE jobs SET state = ?, updated_at = ?, error = ? WHERE id = ?",
-                (state.value, _now(), error[:500], job_id),
-            )
+        await self._ledger.write(
+            "UPDATE jobs SET state = ?, updated_at = ?, error = ? WHERE id = ?",
+            (state.value, _now(), error[:500], job_id),
+        )
 
     async def save_checkpoint(self, job_id: str, checkpoint: dict[str, str]) -> None:
-        async with self._ledger.transaction() as db:
-            await db.execute(
-                "UPDATE jobs SET checkpoint = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(checkpoint, sort_keys=True), _now(), job_id),
-            )
+        await self._ledger.write(
+            "UPDATE jobs SET checkpoint = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(checkpoint, sort_keys=True), _now(), job_id),
+        )
 
     async def get(self, job_id: str) -> Job | None:
         jobs = await self._select("WHERE id = ?", (job_id,))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -288,6 +288,20 @@ class Ledger:
                 raise
             await self._db.execute("COMMIT")
 
+    async def write(self, sql: str, params: Sequence[object] | Mapping[str, object] = ()) -> aiosqlite.Cursor:
+        """Run one writing statement as its own transaction (the connection autocommits).
+
+        The database thread runs statements in the order they are queued, and queuing happens
+        without yielding, so a single statement only has to wait while a ``transaction`` is open
+        (it would become part of it). Not taking the lock otherwise matters under load: a lock
+        held across every round trip to the database thread makes each request's writes queue
+        behind everyone else's event-loop turns.
+        """
+        if self._lock.locked():
+            async with self._lock:
+                return await self._db.execute(sql, params)
+        return await self._db.execute(sql, params)
+
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
@@ -319,35 +333,32 @@ class Ledger:
         now = self._clock()
         period = period_of(now)
         key = str(scope)
-        async with self._lock:
-            if (key, period) not in self._known_periods:
-                await self._db.execute(
-                    "INSERT OR IGNORE INTO periods (scope, period) VALUES (?, ?)", (key, period)
-                )
-                self._known_periods.add((key, period))
-            cursor = await self._db.execute(
-                """
-                INSERT INTO transactions (created_at, scope, period, user, service, prompt,
-                                          reserved, status, request_id, demo)
-                SELECT :now, :scope, :period, :user, :service, :prompt, :amount, 'held', :request_id, :demo
-                FROM periods
-                WHERE scope = :scope AND period = :period
-                  AND used + held + :amount <= COALESCE(
-                      (SELECT limit_micros FROM limits WHERE scope = :scope), :default_limit)
-                """,
-                {
-                    "now": now.isoformat(),
-                    "scope": key,
-                    "period": period,
-                    "user": user,
-                    "service": service,
-                    "prompt": prompt[:PROMPT_LOG_CHARS],
-                    "amount": amount,
-                    "request_id": request_id,
-                    "demo": int(demo),
-                    "default_limit": self.default_limit_for(scope),
-                },
-            )
+        if (key, period) not in self._known_periods:
+            await self.write("INSERT OR IGNORE INTO periods (scope, period) VALUES (?, ?)", (key, period))
+            self._known_periods.add((key, period))
+        cursor = await self.write(
+            """
+            INSERT INTO transactions (created_at, scope, period, user, service, prompt,
+                                      reserved, status, request_id, demo)
+            SELECT :now, :scope, :period, :user, :service, :prompt, :amount, 'held', :request_id, :demo
+            FROM periods
+            WHERE scope = :scope AND period = :period
+              AND used + held + :amount <= COALESCE(
+                  (SELECT limit_micros FROM limits WHERE scope = :scope), :default_limit)
+            """,
+            {
+                "now": now.isoformat(),
+                "scope": key,
+                "period": period,
+                "user": user,
+                "service": service,
+                "prompt": prompt[:PROMPT_LOG_CHARS],
+                "amount": amount,
+                "request_id": request_id,
+                "demo": int(demo),
+                "default_limit": self.default_limit_for(scope),
+            },
+        )
         if cursor.rowcount == 1 and cursor.lastrowid:
             return Hold(cursor.lastrowid, scope, period, amount)
         return Refusal(amount, await self.report(scope, recent=0, detailed=False))
@@ -370,12 +381,11 @@ class Ledger:
         await self._close(hold, status="refunded", charged=0, note=note)
 
     async def _close(self, hold: Hold, *, status: str, charged: int, note: str) -> None:
-        async with self._lock:
-            cursor = await self._db.execute(
-                "UPDATE transactions SET status = ?, charged = ?, settled_at = ?, note = ? "
-                "WHERE id = ? AND status = 'held'",
-                (status, charged, self._clock().isoformat(), note, hold.transaction_id),
-            )
+        cursor = await self.write(
+            "UPDATE transactions SET status = ?, charged = ?, settled_at = ?, note = ? "
+            "WHERE id = ? AND status = 'held'",
+            (status, charged, self._clock().isoformat(), note, hold.transaction_id),
+        )
         if cursor.rowcount != 1:
             log.warning("transaction %d was already closed", hold.transaction_id)
 
@@ -418,14 +428,13 @@ class Ledger:
         """True the first time ``key`` (e.g. ``slack:event:Ev123``) is seen, false ever after,
         across restarts. Keys older than ``keep_days`` are forgotten."""
         now = self._clock()
-        async with self.transaction() as db:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO seen_events (key, seen_at) VALUES (?, ?)", (key, now.isoformat())
-            )
-            first = cursor.rowcount == 1
-            if first and cursor.lastrowid and cursor.lastrowid % 1000 == 0:
-                cutoff = (now - timedelta(days=keep_days)).isoformat()
-                await db.execute("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,))
+        cursor = await self.write(
+            "INSERT OR IGNORE INTO seen_events (key, seen_at) VALUES (?, ?)", (key, now.isoformat())
+        )
+        first = cursor.rowcount == 1
+        if first and cursor.lastrowid and cursor.lastrowid % 1000 == 0:
+            cutoff = (now - timedelta(days=keep_days)).isoformat()
+            await self.write("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,))
         return first
 
     # --- limits and reports -----------------------------------------------------------------

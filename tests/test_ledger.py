@@ -255,3 +255,21 @@ async def test_a_database_locked_too_long_fails_the_request_cleanly(tmp_path: Pa
     finally:
         other.close()
         await ledger.close()
+
+
+async def test_a_write_waits_for_an_open_transaction_instead_of_joining_it(ledger: Ledger) -> None:
+    """Single writes skip the lock; one sent while a transaction is open must not be rolled back with it."""
+    written: asyncio.Task[aiosqlite.Cursor] | None = None
+    with pytest.raises(RuntimeError):
+        async with ledger.transaction() as db:
+            await db.execute("INSERT INTO seen_events (key, seen_at) VALUES ('inside', 'now')")
+            written = asyncio.create_task(
+                ledger.write("INSERT INTO seen_events (key, seen_at) VALUES ('outside', 'now')")
+            )
+            await asyncio.sleep(0.01)  # the write is queued behind the transaction, not inside it
+            raise RuntimeError("roll back")
+    assert written is not None
+    await written
+    async with ledger.connection.execute("SELECT key FROM seen_events ORDER BY key") as cursor:
+        keys = [row[0] for row in await cursor.fetchall()]
+    assert keys == ["outside"]
