@@ -14,6 +14,7 @@ the person sees it in a progress line. History counts toward the input, so towar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -104,8 +105,7 @@ class OpenAITextGenerator:
         history_tokens: int = DEFAULT_HISTORY_TOKENS,
     ) -> None:
         self.intent = intent
-        # Touched here so the SDK's lazily imported resources load at start-up, not in the first answer.
-        self._completions = client.chat.completions
+        self._client = client
         self._model = model
         self._instructions = instructions
         self._history_tokens = history_tokens
@@ -146,23 +146,31 @@ class OpenAITextGenerator:
         usage: CompletionUsage | None = None
         finish: str | None = None
         try:
-            # The SDK builds, authenticates and retries the request; the chunks are read as plain
-            # JSON, since building the SDK's models for every chunk was most of the CPU an answer took.
-            async with self._completions.with_streaming_response.create(
-                model=self._model.name,
-                messages=messages,
+            # The SDK's client sends the request (base URL, auth, retries, status errors) but the
+            # typed ``chat.completions.create`` is skipped: validating these plain parameters against
+            # its TypedDicts and building a model per chunk took most of the CPU of an answer.
+            stream = await self._client.post(
+                "/chat/completions",
+                cast_to=httpx.Response,
+                body={
+                    "model": self._model.name,
+                    "messages": messages,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                    "max_completion_tokens": limit,
+                },
                 stream=True,
-                stream_options={"include_usage": True},
-                max_completion_tokens=limit,
-            ) as response:
-                async for data in server_sent_data(response.iter_lines()):
+                stream_cls=openai.AsyncStream[httpx.Response],
+            )
+            async with _closing(stream) as response:
+                async for data in server_sent_data(response.aiter_lines()):
                     if data.startswith("[DONE]"):
                         break
                     chunk = json.loads(data)
                     if not isinstance(chunk, dict):
                         raise ValueError(f"a stream chunk is not an object: {data[:100]!r}")
                     if chunk.get("error"):
-                        raise _stream_error(chunk["error"], response.http_request)
+                        raise _stream_error(chunk["error"], response.request)
                     usage = _usage(chunk.get("usage")) or usage
                     for choice in chunk.get("choices") or ():
                         finish = choice.get("finish_reason") or finish
@@ -232,6 +240,19 @@ async def server_sent_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             data.append(value[1:] if value.startswith(" ") else value)
     if data:
         yield "\n".join(data)
+
+
+@contextlib.asynccontextmanager
+async def _closing(
+    stream: openai.AsyncStream[httpx.Response] | httpx.Response,
+) -> AsyncIterator[httpx.Response]:
+    """The streamed HTTP response, closed afterwards. A server that answers without
+    ``text/event-stream`` gets its response back as it is, and it is read the same way."""
+    response = stream.response if isinstance(stream, openai.AsyncStream) else stream
+    try:
+        yield response
+    finally:
+        await response.aclose()
 
 
 def _usage(report: object) -> CompletionUsage | None:
