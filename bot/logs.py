@@ -82,3 +82,6 @@ def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO, with its full URL: noise on the hot path, and provider
+    # URLs (BFL's polling and sample links) carry signatures. Our own lines say what happened.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Literal
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 
 from adapters.console import CONSOLE_SCOPE
 from bot.providers import Providers, build_providers, log_providers
@@ -50,10 +51,12 @@ Role = Literal["service", "console", "tool"]
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one client every non-SDK provider call shares (connection pool, timeouts)."""
-    return httpx.AsyncClient(
+    """The one client every provider call shares, the openai SDK's included (connection pool,
+    timeouts). It is httpx's API over aiohttp's connection handling, which costs about half the CPU
+    per request of httpx's own pool under a burst of answers (see docs/benchmarks.md)."""
+    return HttpxAiohttpClient(
         timeout=httpx.Timeout(settings.http_timeout_s, connect=10.0),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         follow_redirects=True,
     )
 
