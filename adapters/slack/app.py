@@ -44,6 +44,8 @@ RESUMING = "Back again: picking this up where I left off…"
 LAST_PARTS_S = 1.0
 """At shutdown, how long the engine gets to end an answer's stream (a suspended job ends with a
 notice at once) before its work is cut off; the engine then refunds it or keeps it to resume."""
+OPENING_DELAY_S = 1.0
+"""An answer with nothing to show after this long gets a "Working on it…" line meanwhile."""
 FINISH_TIMEOUT_S = 10.0
 """At shutdown, how long answers get to post their last words before they are cancelled."""
 RESUMABLE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
@@ -80,7 +82,7 @@ class SlackBot:
         self._config = config
         self._engine = engine
         self._ledger = ledger
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._readiness = readiness
         self._streaming = StreamingSupport()
         self._jobs: set[asyncio.Task[None]] = set()
@@ -471,7 +473,7 @@ class SlackBot:
         work = asyncio.create_task(self._pull(request, parts, feed))
         try:
             try:
-                await render(_fed(opening, feed), surface, clock=self._clock)
+                await render(_fed(opening, feed, clock=self._clock), surface, clock=self._clock)
             finally:
                 # Stops the engine mid-work if rendering failed: it refunds what it held.
                 work.cancel()
@@ -528,12 +530,24 @@ class SlackBot:
         )
 
 
-async def _fed(opening: str, feed: asyncio.Queue[Part | None]) -> AsyncIterator[Part]:
-    """An opening progress line, so every answer shows life at once, then the parts as they come."""
-    yield Status(opening)
-    while (part := await feed.get()) is not None:
+async def _fed(opening: str, feed: asyncio.Queue[Part | None], *, clock: Clock) -> AsyncIterator[Part]:
+    """The parts as they come, behind an opening progress line when the first part takes longer
+    than ``OPENING_DELAY_S``. An answer that starts at once needs no progress line, and skipping its
+    post (and the deletion that follows) keeps that work off the way of the first text."""
+    first = asyncio.ensure_future(feed.get())
+    delay = asyncio.ensure_future(clock.sleep(OPENING_DELAY_S))
+    try:
+        await asyncio.wait({first, delay}, return_when=asyncio.FIRST_COMPLETED)
+        if not first.done():
+            yield Status(opening)
+        part = await first
+    finally:
+        delay.cancel()
+        first.cancel()
+    while part is not None:
         yield part
         feed.task_done()
+        part = await feed.get()
 
 
 async def _close(parts: AsyncIterator[Part]) -> None:

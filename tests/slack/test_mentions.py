@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from adapters.slack import SlackBot
+from adapters.slack.app import OPENING_DELAY_S
 from core.clock import FakeClock
 from core.engine import Engine
 from core.ledger import Ledger
@@ -26,11 +27,12 @@ async def stream_hello_world(harness: Harness, gate: GatedChat, clock: FakeClock
     status, _ = await slack.post_http(harness.url, payload)
     assert status == 200
     thread_ts = payload["event"]["ts"]
-    await slack.wait_for(lambda: slack.thread(GENERAL, thread_ts))  # the progress line
+    await tick(clock, OPENING_DELAY_S)  # nothing to show yet: a progress line goes up
+    await slack.wait_for(lambda: slack.thread(GENERAL, thread_ts))
 
     gate.pieces.put_nowait("Hello, ")
     await slack.wait_for(lambda: slack.calls_to("chat.delete"))  # text shows, progress line goes
-    assert clock.now() == 0, "the first text replaces the progress line without waiting an edit interval"
+    assert clock.now() == OPENING_DELAY_S, "the first text replaces the progress line at once"
     gate.pieces.put_nowait("world.")
     await tick(clock, 0.5)
     calls = len(slack.calls)
@@ -71,6 +73,26 @@ async def test_mention_streams_the_answer_natively_into_the_thread(
     [reply] = slack.thread(GENERAL, thread_ts)
     assert (reply.text, reply.streamed, reply.streaming) == ("Hello, world.", True, False)
     assert (await ledger.report(SCOPE)).used == CHAT_COST
+
+
+async def test_an_answer_that_starts_at_once_needs_no_progress_line(
+    start_http: StartHttp, ledger: Ledger
+) -> None:
+    gate, clock = GatedChat(), FakeClock()
+    harness = await start_http(engine_with(ledger, gate), clock=clock)
+    slack = harness.slack
+    gate.pieces.put_nowait("Hi!")
+    gate.pieces.put_nowait(None)
+
+    payload = await harness.mention("hello there")
+
+    assert clock.now() < OPENING_DELAY_S
+    assert [call.method for call in slack.calls if call.method.startswith("chat.")] == [
+        "chat.startStream",
+        "chat.stopStream",
+    ]
+    [reply] = slack.thread(GENERAL, payload["event"]["ts"])
+    assert reply.text == "Hi!"
 
 
 async def test_mention_falls_back_to_edits_when_streaming_is_unavailable(
