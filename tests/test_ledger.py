@@ -259,17 +259,22 @@ async def test_a_database_locked_too_long_fails_the_request_cleanly(tmp_path: Pa
 
 async def test_a_write_waits_for_an_open_transaction_instead_of_joining_it(ledger: Ledger) -> None:
     """Single writes skip the lock; one sent while a transaction is open must not be rolled back with it."""
-    written: asyncio.Task[aiosqlite.Cursor] | None = None
-    with pytest.raises(RuntimeError):
+    written: list[asyncio.Task[aiosqlite.Cursor]] = []
+
+    async def rolled_back() -> None:
         async with ledger.transaction() as db:
             await db.execute("INSERT INTO seen_events (key, seen_at) VALUES ('inside', 'now')")
-            written = asyncio.create_task(
-                ledger.write("INSERT INTO seen_events (key, seen_at) VALUES ('outside', 'now')")
+            written.append(
+                asyncio.create_task(
+                    ledger.write("INSERT INTO seen_events (key, seen_at) VALUES ('outside', 'now')")
+                )
             )
             await asyncio.sleep(0.01)  # the write is queued behind the transaction, not inside it
             raise RuntimeError("roll back")
-    assert written is not None
-    await written
+
+    with pytest.raises(RuntimeError):
+        await rolled_back()
+    await written[0]
     async with ledger.connection.execute("SELECT key FROM seen_events ORDER BY key") as cursor:
         keys = [row[0] for row in await cursor.fetchall()]
     assert keys == ["outside"]
