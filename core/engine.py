@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 ROUTER_SERVICE = "router"
 HISTORY_EVENTS = 100
 """Events of a conversation loaded per request; generators trim them further to a token budget."""
+START_WIDTH = 8
+"""Requests making their way to a provider call at the same time (see ``_Turn``)."""
 OPTIONAL_INTENTS = frozenset({Intent.SUMMARY})
 """Intents an engine may lack a generator for; requests for them are told it isn't available."""
 T = TypeVar("T")
@@ -83,6 +85,7 @@ class Engine:
         breakers: Mapping[Intent, CircuitBreaker] | None = None,
         jobs: JobStore | None = None,
         conversations: ConversationStore | None = None,
+        start_width: int = START_WIDTH,
     ) -> None:
         missing = set(Intent) - set(generators) - OPTIONAL_INTENTS
         if missing:
@@ -100,6 +103,7 @@ class Engine:
         self._idle.set()
         self._draining = False
         self._suspending = asyncio.Event()
+        self._starting = asyncio.Semaphore(start_width)
 
     @property
     def active(self) -> int:
@@ -127,9 +131,12 @@ class Engine:
     def handle(self, request: Request) -> AsyncIterator[Part]:
         """Stream the answer to ``request``. Never raises (except cancellation): every problem
         becomes a ``Failure`` part, and whatever was reserved and not spent is refunded."""
-        return self._tracked(request, self._handle(request))
+        turn = _Turn(self._starting)
+        return self._tracked(request, self._handle(request, turn), turn)
 
-    async def _tracked(self, request: Request, parts: AsyncIterator[Part]) -> AsyncIterator[Part]:
+    async def _tracked(
+        self, request: Request, parts: AsyncIterator[Part], turn: _Turn
+    ) -> AsyncIterator[Part]:
         """Count the request as active (for ``drain``), tag its logs, and turn crashes into a Failure."""
         current_request.set(request)
         if self._draining:
@@ -143,9 +150,11 @@ class Engine:
         self._active += 1
         self._idle.clear()
         consumer_left = False
+        await turn.take()
         try:
             async with closing_stream(parts):
                 async for part in parts:
+                    turn.release()
                     try:
                         yield part
                     except GeneratorExit:
@@ -160,11 +169,12 @@ class Engine:
                     f"Something went wrong on my side (ref `{request.id}`). Nothing was charged.",
                 )
         finally:
+            turn.release()
             self._active -= 1
             if not self._active:
                 self._idle.set()
 
-    async def _handle(self, request: Request) -> AsyncIterator[Part]:
+    async def _handle(self, request: Request, turn: _Turn) -> AsyncIterator[Part]:
         received = time.monotonic()
 
         text = request.text.strip()
@@ -190,8 +200,8 @@ class Engine:
                 )
                 return
         request = await self._with_history(request)
-        route = await self._route(request, text)
-        work = _single(route) if isinstance(route, Failure) else self._work(request, route, received)
+        route = await self._route(request, text, turn)
+        work = _single(route) if isinstance(route, Failure) else self._work(request, route, received, turn)
         remembered = self._remembered(request, route, work, question=text)
         async with closing_stream(remembered):
             async for part in remembered:
@@ -233,7 +243,9 @@ class Engine:
             return request
         return replace(request, history=tuple(history))
 
-    async def _work(self, request: Request, route: Route, received: float) -> AsyncIterator[Part]:
+    async def _work(
+        self, request: Request, route: Route, received: float, turn: _Turn
+    ) -> AsyncIterator[Part]:
         """Reserve and run the routed work, or say why it can't run."""
         if route.intent is Intent.SUMMARY:
             unavailable = self._cannot_summarize(request)
@@ -264,7 +276,7 @@ class Engine:
             yield _failure(route.intent, "refused", budget_refusal(reservation, route.intent))
             return
         run = self._run(
-            route, request, reservation, received, partial(generator.generate, route.prompt, request)
+            route, request, reservation, received, partial(generator.generate, route.prompt, request), turn
         )
         async with closing_stream(run):
             async for part in run:
@@ -277,6 +289,7 @@ class Engine:
         hold: Hold,
         received: float,
         generate: Callable[[], AsyncIterator[GeneratorPart]],
+        turn: _Turn,
     ) -> AsyncIterator[Part]:
         """Run one reserved job to its end: queue, generate, record, deliver, settle or refund."""
         intent = route.intent
@@ -294,6 +307,7 @@ class Engine:
                     yield status
                 started = time.monotonic()
                 await job.enter(JobState.RUNNING)
+                turn.release()
                 parts = generate()
                 async with closing_stream(parts):
                     while True:
@@ -442,16 +456,18 @@ class Engine:
                 log.info("resuming job %s (%s) from its checkpoint", job.id, job.intent.value)
                 checkpoint, resumable = job.checkpoint, generator
                 route = Route(job.intent, job.prompt, "resumed")
+                turn = _Turn(self._starting)
                 run = self._run(
                     route,
                     request,
                     hold,
                     time.monotonic(),
                     partial(resumable.resume, checkpoint, job.prompt, request),
+                    turn,
                 )
                 remembered = self._remembered(request, route, run, question=None)
                 resumptions.append(
-                    Resumption(request, job.transaction_id, self._tracked(request, remembered))
+                    Resumption(request, job.transaction_id, self._tracked(request, remembered, turn))
                 )
             else:
                 await self.ledger.refund(hold, note="restarted before the provider had the job")
@@ -494,7 +510,7 @@ class Engine:
 
             yield queued()
 
-    async def _route(self, request: Request, text: str) -> Route | Failure:
+    async def _route(self, request: Request, text: str, turn: _Turn) -> Route | Failure:
         if request.intent is not None:
             return Route(request.intent, text, "command")
         ruled = route_by_rules(text)
@@ -504,6 +520,7 @@ class Engine:
         if self.classifier is None:
             return fallback
         classifier = self.classifier
+        turn.release()  # the classifier is a network call: others start meanwhile
         reservation = await self.ledger.reserve(
             request.scope,
             classifier.estimate(text),
@@ -571,6 +588,29 @@ async def closing_stream(parts: AsyncIterator[T]) -> AsyncIterator[AsyncIterator
         yield parts
     finally:
         await _close(parts)
+
+
+class _Turn:
+    """A request's turn through its start: everything up to the provider call (or the first part
+    it shows). ``START_WIDTH`` requests take their turns at once, in arrival order; the rest wait.
+
+    The bot's share of time to first text is mostly CPU spent before the provider hears of a
+    request. Run round-robin, a burst of requests all reach their providers at the end of the
+    whole burst's work; taken in turns, the first ones go out first and the median halves.
+    """
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        await self._slots.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
 
 
 class _JobRow:

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from core.conversations import ConversationStore
 from core.engine import Engine
 from core.errors import GenerationError, ModerationError
 from core.ledger import Ledger
-from core.parts import Failure, GeneratorPart, Intent, Part, Request, Scope, TextDelta, Usage
+from core.parts import Failure, GeneratorPart, Intent, Part, Request, Scope, TextDelta, Turn, Usage
 from core.router import Classification
 from tests.conftest import demo_engine
 
@@ -235,3 +236,37 @@ async def test_drain_refuses_new_work_and_waits_for_running_streams(ledger: Ledg
     assert await drained
     assert engine.active == 0
     assert (await ledger.report(SCOPE)).used == 40_000
+
+
+class SlowHistory(ConversationStore):
+    """Conversation history that loads only when the test lets it: a start that takes a while."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger)
+        self.loading = 0
+        self.go = asyncio.Event()
+
+    async def history(self, conversation: str, *, limit: int = 100) -> list[Turn]:
+        self.loading += 1
+        await self.go.wait()
+        return await super().history(conversation, limit=limit)
+
+
+async def test_requests_take_their_start_in_turns_in_arrival_order(ledger: Ledger) -> None:
+    store, generator = SlowHistory(ledger), ScriptedGenerator()
+    engine = engine_with(ledger, generator, conversations=store, start_width=2)
+
+    async def ask(number: int) -> list[Part]:
+        request = Request(
+            scope=SCOPE, user="ann", text=f"fox {number}", intent=Intent.IMAGE, conversation=f"c{number}"
+        )
+        return [part async for part in engine.handle(request)]
+
+    answers = [asyncio.create_task(ask(number)) for number in range(3)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert store.loading == 2, "the third request waits for a turn while two are starting"
+    store.go.set()
+
+    assert await asyncio.gather(*answers) == [[TextDelta("done")]] * 3
+    assert generator.calls == ["fox 0", "fox 1", "fox 2"]
