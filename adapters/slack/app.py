@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
-from aiohttp import ClientError, WSMessage, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, WSMessage, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -18,6 +18,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.config import EVENTS_PATH, SlackConfig
 from adapters.slack.retry import RateLimitRetry, ServerErrorRetry
@@ -128,13 +129,12 @@ class SlackBot:
         self._cutoff = None
         if self._readiness is not None:
             self._readiness.expect(PLATFORM)
+        if self.client.session is None or self.client.session.closed:
+            # Without a session of its own slack_sdk opens, and closes, a new connection (a TLS
+            # handshake with slack.com) for every Web API call.
+            self.client.session = ClientSession(timeout=ClientTimeout(total=self.client.timeout))
         try:
-            identity = await self.client.auth_test()
-        except SlackApiError as error:
-            raise SlackStartupError(f"Slack rejected SLACK_BOT_TOKEN ({error_code(error)})") from None
-        except (ClientError, OSError) as error:
-            raise SlackStartupError(f"can't reach Slack at {self._config.api_url} ({error!r})") from None
-        try:
+            identity = await self._sign_in()
             if self._config.mode == "socket":
                 await self._connect_socket()
             else:
@@ -151,6 +151,14 @@ class SlackBot:
             if self._config.mode == "socket"
             else f"HTTP mode on port {self.http_port}",
         )
+
+    async def _sign_in(self) -> AsyncSlackResponse:
+        try:
+            return await self.client.auth_test()
+        except SlackApiError as error:
+            raise SlackStartupError(f"Slack rejected SLACK_BOT_TOKEN ({error_code(error)})") from None
+        except (ClientError, OSError) as error:
+            raise SlackStartupError(f"can't reach Slack at {self._config.api_url} ({error!r})") from None
 
     def resume(self, resumptions: Sequence[Resumption]) -> None:
         """Deliver jobs from before a restart into the threads they were asked in, as answers
@@ -185,6 +193,8 @@ class SlackBot:
             for job in late:
                 job.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self.client.session is not None:
+            await self.client.session.close()
 
     async def drain(self) -> None:
         """Wait until every piece of work started so far (and any it started) has finished."""
