@@ -29,11 +29,10 @@ from adapters.discord.outlets import (
     OnSent,
     ReplyOutlet,
 )
+from adapters.discord.pacing import RequestPacer
 from adapters.discord.surface import (
     COLOURS,
-    EDITS_PER_SECOND,
     DiscordSurface,
-    EditBudget,
     Outlet,
     safe_filename,
     view_embed,
@@ -216,7 +215,7 @@ class StudioClient(discord.Client):
         """Where conversations are remembered; ``None`` answers every message on its own."""
         self.ledger = ledger
         self.clock = clock
-        self.edit_budget = EditBudget(per_second=EDITS_PER_SECOND, clock=clock)
+        self.pacer = RequestPacer(clock=clock)
         self.readiness = readiness
         self.tree = app_commands.CommandTree(self)
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -574,7 +573,7 @@ class StudioClient(discord.Client):
             clock=self.clock,
             edit_interval=self.config.edit_interval,
             uploading_notice_bytes=self.config.uploading_notice_bytes,
-            edit_budget=self.edit_budget,
+            pacer=self.pacer,
         )
         pieces: list[str] = []
         task = asyncio.current_task()

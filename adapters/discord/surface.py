@@ -10,6 +10,7 @@ from typing import Protocol
 
 import discord
 
+from adapters.discord.pacing import RequestPacer
 from core.clock import Clock
 from core.parts import Audio, Image, Media
 from core.render import FAILURE_PREFIX, STREAMING_MARKER, MessageState, View
@@ -21,9 +22,6 @@ EMBED_TITLE_LIMIT = 256
 MAX_CHARS = 4000
 """Text per message: an embed description holds 4096; the rest leaves room for the marker."""
 FINAL_EDIT_ATTEMPTS = 4
-EDITS_PER_SECOND = 35.0
-"""Message edits per second for all answers of one bot: Discord allows 50 requests a second in
-all, and posts, uploads and interaction responses need the rest."""
 UPLOADING = "Uploading…"
 
 COLOURS: dict[MessageState, discord.Colour] = {
@@ -127,35 +125,13 @@ def discord_files(files: Sequence[tuple[str, bytes]]) -> list[discord.File]:
     return [discord.File(io.BytesIO(data), filename=name) for name, data in files]
 
 
-class EditBudget:
-    """Evenly spaced turns for message edits, shared by every answer of one client.
-
-    Each surface paces its own message, but a hundred answers streaming at once would still edit
-    a hundred times a second, twice Discord's global limit per bot, which discord.py only learns of
-    from the 429s. Taking a turn here first slows every stream down together (its edits coalesce
-    while it waits) and leaves the rest of the global limit to new messages and interactions.
-    """
-
-    def __init__(self, *, per_second: float, clock: Clock) -> None:
-        self._spacing = 1.0 / per_second
-        self._clock = clock
-        self._next_turn = float("-inf")
-
-    async def turn(self) -> None:
-        """Wait for the next free turn; turns are handed out in the order they are asked for."""
-        now = self._clock.now()
-        turn = max(now, self._next_turn)
-        self._next_turn = turn + self._spacing
-        if turn > now:
-            await self._clock.sleep(turn - now)
-
-
 class DiscordSurface:
     """Renders one answer into Discord messages through an ``Outlet``.
 
     Every edit of a message waits until ``edit_interval`` has passed since that message was last
-    written, final edits included, so a message changes at most once per interval, and then for a
-    turn of ``edit_budget`` (when given) so all answers together stay under the global limit.
+    written, final edits included, so a message changes at most once per interval; every post and
+    edit then takes a turn of ``pacer`` (when given) so all answers together stay under the global
+    limit.
     discord.py's own limiter retries 429s; a final edit that still fails is retried here and, if
     the message is gone, posted anew, so the last text always lands.
     """
@@ -169,12 +145,12 @@ class DiscordSurface:
         clock: Clock,
         edit_interval: float,
         uploading_notice_bytes: int,
-        edit_budget: EditBudget | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
         self.edit_interval = edit_interval
         self._outlet = outlet
         self._clock = clock
-        self._edit_budget = edit_budget
+        self._pacer = pacer
         self._uploading_notice_bytes = uploading_notice_bytes
         self._current: discord.Message | None = None
         self._written_at = float("-inf")
@@ -222,6 +198,8 @@ class DiscordSurface:
         files: Sequence[tuple[str, bytes]] = (),
         content: str | None = None,
     ) -> None:
+        if self._pacer is not None:
+            await self._pacer.turn(urgent=True)
         self._current = await self._outlet.send(embed=embed, files=discord_files(files), content=content)
         self._written_at = self._clock.now()
 
@@ -236,8 +214,8 @@ class DiscordSurface:
             await self._clock.sleep(wait)
         attempts = FINAL_EDIT_ATTEMPTS if final else 1
         for attempt in range(1, attempts + 1):
-            if self._edit_budget is not None:
-                await self._edit_budget.turn()
+            if self._pacer is not None:
+                await self._pacer.turn()
             try:
                 if files:
                     self._current = await message.edit(embed=embed, attachments=discord_files(files))
