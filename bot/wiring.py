@@ -19,7 +19,7 @@ from bot.settings import Settings
 from core.admission import Admission
 from core.breaker import CircuitBreaker
 from core.clock import Clock, SystemClock
-from core.conversations import DEFAULT_PURGE_EVERY_S, ConversationStore, purge_periodically
+from core.conversations import DEFAULT_PURGE_EVERY_S, ConversationStore, Purgeable, purge_periodically
 from core.engine import Engine, Resumption
 from core.health import Readiness
 from core.idle import summarize_idle_periodically
@@ -86,12 +86,19 @@ def build_engine(settings: Settings, *, providers: Providers, ledger: Ledger, cl
     )
 
 
+def _expiring(app: App) -> list[Purgeable]:
+    """The stores holding what people asked, kept ``HISTORY_DAYS``: conversations, and finished
+    jobs (each keeps its prompt)."""
+    stores: list[Purgeable | None] = [app.engine.conversations, app.engine.jobs]
+    return [store for store in stores if store is not None]
+
+
 async def purge_history(app: App) -> None:
-    """Delete conversation events older than ``HISTORY_DAYS`` hourly, until cancelled (the first
-    purge is ``housekeeping``'s, before the bot answers anyone)."""
-    if app.engine.conversations is not None:
-        await app.clock.sleep(DEFAULT_PURGE_EVERY_S)
-        await purge_periodically(app.engine.conversations, keep=_history_kept(app), clock=app.clock)
+    """Delete conversation events and finished jobs older than ``HISTORY_DAYS`` hourly, until
+    cancelled (the first purge is ``housekeeping``'s, before the bot answers anyone)."""
+    await app.clock.sleep(DEFAULT_PURGE_EVERY_S)
+    keep = _history_kept(app)
+    await asyncio.gather(*(purge_periodically(store, keep=keep, clock=app.clock) for store in _expiring(app)))
 
 
 def _history_kept(app: App) -> timedelta:
@@ -110,13 +117,13 @@ async def summarize_idle_conversations(app: App) -> None:
 
 @asynccontextmanager
 async def housekeeping(app: App) -> AsyncIterator[None]:
-    """Purge expired history now, then run the hourly purge and idle summaries in the background
-    while the block runs."""
-    if app.engine.conversations is not None:
+    """Purge expired history and finished jobs now, then run the hourly purge and idle summaries
+    in the background while the block runs."""
+    for store in _expiring(app):
         try:
-            await app.engine.conversations.purge(_history_kept(app))
+            await store.purge(_history_kept(app))
         except Exception:
-            log.exception("conversation purge failed; trying again in an hour")
+            log.exception("purge of %s failed; trying again in an hour", type(store).__name__)
     tasks = [
         asyncio.create_task(purge_history(app), name="history purge"),
         asyncio.create_task(summarize_idle_conversations(app), name="idle summaries"),

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import aiosqlite
 
@@ -212,16 +213,22 @@ def as_turns(events: Sequence[Event]) -> list[Turn]:
     return turns
 
 
+class Purgeable(Protocol):
+    """A store of what people asked that forgets it after a while (conversations, jobs)."""
+
+    async def purge(self, older_than: timedelta) -> int: ...
+
+
 async def purge_periodically(
-    store: ConversationStore, *, keep: timedelta, clock: Clock, every_s: float = DEFAULT_PURGE_EVERY_S
+    store: Purgeable, *, keep: timedelta, clock: Clock, every_s: float = DEFAULT_PURGE_EVERY_S
 ) -> None:
-    """Purge events older than ``keep`` now and every ``every_s`` seconds, until cancelled.
+    """Purge rows older than ``keep`` now and every ``every_s`` seconds, until cancelled.
     A failed purge is logged and tried again next time."""
     while True:
         try:
             await store.purge(keep)
         except Exception:
-            log.exception("conversation purge failed; trying again in %.0f s", every_s)
+            log.exception("purge of %s failed; trying again in %.0f s", type(store).__name__, every_s)
         await clock.sleep(every_s)
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from core.ledger import Hold, Ledger
 from core.parts import Destination, Intent, Request, Scope
+
+log = logging.getLogger(__name__)
 
 
 class JobState(enum.StrEnum):
@@ -25,6 +28,7 @@ class JobState(enum.StrEnum):
 
 
 UNFINISHED = (JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING, JobState.DELIVERED)
+FINISHED = (JobState.DONE, JobState.FAILED, JobState.REFUNDED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +96,19 @@ class JobStore:
             "UPDATE jobs SET checkpoint = ?, updated_at = ? WHERE id = ?",
             (json.dumps(checkpoint, sort_keys=True), _now(), job_id),
         )
+
+    async def purge(self, older_than: timedelta) -> int:
+        """Delete finished jobs (with the prompts they keep) last touched longer ago than
+        ``older_than``; returns how many. Unfinished ones stay, whatever their age: a restart
+        still owes them a delivery or a refund."""
+        cutoff = (datetime.now(UTC) - older_than).isoformat()
+        marks = ", ".join("?" * len(FINISHED))
+        cursor = await self._ledger.write(
+            f"DELETE FROM jobs WHERE state IN ({marks}) AND updated_at < ?", (*FINISHED, cutoff)
+        )
+        if cursor.rowcount:
+            log.info("purged %d finished jobs older than %s", cursor.rowcount, cutoff)
+        return cursor.rowcount
 
     async def get(self, job_id: str) -> Job | None:
         jobs = await self._select("WHERE id = ?", (job_id,))

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from core.conversations import ConversationStore
 from core.engine import Engine
 from core.jobs import JobState, JobStore
-from core.ledger import Ledger
+from core.ledger import Ledger, Refusal
 from core.parts import (
     Audio,
     Checkpoint,
@@ -315,3 +316,20 @@ async def test_suspend_leaves_jobs_without_a_checkpoint_running(ledger: Ledger) 
     engine.suspend()
     song.finish.set()
     assert [part async for part in stream] == [SONG]  # nothing to resume from: it runs to the end
+
+
+async def test_finished_jobs_and_their_prompts_expire_unfinished_ones_stay(ledger: Ledger) -> None:
+    jobs = JobStore(ledger)
+    for number, state in enumerate((JobState.DONE, JobState.REFUNDED, JobState.RUNNING, JobState.DONE)):
+        request = Request(scope=SCOPE, user="ann", text=f"prompt {number}", destination=DESTINATION)
+        hold = await ledger.reserve(SCOPE, 1, user="ann", service="song", prompt="p", request_id=request.id)
+        assert not isinstance(hold, Refusal)
+        await jobs.create(request, intent=Intent.SONG, prompt=f"prompt {number}", hold=hold, state=state)
+    # The first three were last touched long ago; the fourth just now.
+    await ledger.write("UPDATE jobs SET updated_at = '2000-01-01T00:00:00+00:00' WHERE prompt != 'prompt 3'")
+
+    assert await jobs.purge(timedelta(days=30)) == 2
+
+    async with ledger.connection.execute("SELECT prompt, state FROM jobs ORDER BY prompt") as cursor:
+        left = [tuple(row) for row in await cursor.fetchall()]
+    assert left == [("prompt 2", "running"), ("prompt 3", "done")]
