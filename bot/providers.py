@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 
 from bot.settings import Settings
 from core.clock import Clock
@@ -20,21 +20,16 @@ from core.demo import (
 from core.generator import Generator
 from core.money import format_usd
 from core.parts import Intent
-from core.providers import (
-    BflImageGenerator,
-    OpenAIClassifier,
-    OpenAIImageGenerator,
-    OpenAISummaryGenerator,
-    RetryPolicy,
-    SongApi,
-    SongGenerator,
-    SunoApi,
-    TextModel,
-    UdioApi,
-    chat_generator,
-    research_generator,
-)
+from core.providers.bfl import BflImageGenerator
+from core.providers.http import RetryPolicy
+from core.providers.songs import SongApi, SongGenerator, SunoApi, UdioApi
 from core.router import Classifier
+
+if TYPE_CHECKING:
+    # The OpenAI SDK takes most of a second to import: only a bot configured for it loads it.
+    import openai
+
+    from core.providers.openai_text import TextModel
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +72,10 @@ def build_providers(settings: Settings, *, http: httpx.AsyncClient, clock: Clock
     client = _openai_client(settings, http)
 
     if client is not None and settings.text_provider != "demo":
+        from core.providers.classifier import OpenAIClassifier
+        from core.providers.openai_text import chat_generator, research_generator
+        from core.providers.summary import OpenAISummaryGenerator
+
         endpoint = _endpoint(settings.openai_base_url)
         research = _text_model(settings, settings.research_model, "research_cost", RESEARCH_MAX_OUTPUT_TOKENS)
         chat = _text_model(settings, settings.chat_model, "chat_cost", CHAT_MAX_OUTPUT_TOKENS)
@@ -126,6 +125,8 @@ def _openai_client(settings: Settings, http: httpx.AsyncClient) -> openai.AsyncO
     """One SDK client on the shared HTTP client, for text, the classifier and OpenAI images."""
     if settings.openai_api_key is None:
         return None
+    import openai
+
     return openai.AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
@@ -135,6 +136,8 @@ def _openai_client(settings: Settings, http: httpx.AsyncClient) -> openai.AsyncO
 
 
 def _text_model(settings: Settings, name: str, allowance: str, cap: int) -> TextModel:
+    from core.providers.openai_text import TextModel
+
     return TextModel(
         name=name, price=settings.text_price(name), allowance=settings.cost(allowance), max_output_tokens=cap
     )
@@ -174,6 +177,8 @@ def _image_generator(
         where = f"Black Forest Labs at {_endpoint(settings.bfl_api_url)}, model {settings.image_model}"
         return bfl, f"live via {where}, {format_usd(cost)} per image"
     if settings.image_provider == "openai" and client is not None:
+        from core.providers.openai_image import OpenAIImageGenerator
+
         images = OpenAIImageGenerator(
             # A failed image call may still have been billed: the SDK must never send it again.
             client=client.with_options(max_retries=0),
