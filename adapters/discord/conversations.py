@@ -108,11 +108,9 @@ def command_conversation(interaction: discord.Interaction[Any], *, anchor_id: in
     channel_id = interaction.channel_id
     if channel_id is None:
         return None
-    if interaction.guild_id is None:
-        return dm_conversation(channel_id)
-    if is_thread(interaction.channel):
-        return thread_conversation(channel_id)
-    return chain_conversation(channel_id, anchor_id or interaction.id)
+    return _place_conversation(interaction, channel_id) or chain_conversation(
+        channel_id, anchor_id or interaction.id
+    )
 
 
 async def current_conversation(interaction: discord.Interaction[Any], store: ConversationStore) -> str | None:
@@ -121,11 +119,16 @@ async def current_conversation(interaction: discord.Interaction[Any], store: Con
     channel_id = interaction.channel_id
     if channel_id is None:
         return None
+    return _place_conversation(interaction, channel_id) or await store.latest(chain_prefix(channel_id))
+
+
+def _place_conversation(interaction: discord.Interaction[Any], channel_id: int) -> str | None:
+    """The conversation a DM or a thread is as a whole; None in a channel, which holds many."""
     if interaction.guild_id is None:
         return dm_conversation(channel_id)
     if is_thread(interaction.channel):
         return thread_conversation(channel_id)
-    return await store.latest(chain_prefix(channel_id))
+    return None
 
 
 def linker(store: ConversationStore, conversation: str, *, scope: Scope) -> Linker:
