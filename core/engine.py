@@ -150,8 +150,8 @@ class Engine:
         self._active += 1
         self._idle.clear()
         consumer_left = False
-        await turn.take()
         try:
+            await turn.take()
             async with closing_stream(parts):
                 async for part in parts:
                     turn.release()
@@ -176,7 +176,6 @@ class Engine:
 
     async def _handle(self, request: Request, turn: _Turn) -> AsyncIterator[Part]:
         received = time.monotonic()
-
         text = request.text.strip()
         if not text and request.intent is not Intent.SUMMARY:
             yield _failure(request.intent, "invalid", usage_hint(request.intent))
@@ -262,7 +261,6 @@ class Engine:
             )
             return
         generator = self.generators[route.intent]
-
         reservation = await self.ledger.reserve(
             request.scope,
             generator.estimate(route.prompt),

@@ -270,3 +270,26 @@ async def test_requests_take_their_start_in_turns_in_arrival_order(ledger: Ledge
 
     assert await asyncio.gather(*answers) == [[TextDelta("done")]] * 3
     assert generator.calls == ["fox 0", "fox 1", "fox 2"]
+
+
+async def test_a_request_cancelled_while_waiting_for_its_turn_leaves_nothing_behind(ledger: Ledger) -> None:
+    store, generator = SlowHistory(ledger), ScriptedGenerator()
+    engine = engine_with(ledger, generator, conversations=store, start_width=1)
+
+    async def ask(number: int) -> list[Part]:
+        request = Request(
+            scope=SCOPE, user="ann", text=f"fox {number}", intent=Intent.IMAGE, conversation=f"c{number}"
+        )
+        return [part async for part in engine.handle(request)]
+
+    first, waiting = asyncio.create_task(ask(0)), asyncio.create_task(ask(1))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    waiting.cancel()
+    store.go.set()
+
+    assert await first == [TextDelta("done")]
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert engine.active == 0
+    assert await ask(2) == [TextDelta("done")]  # its turn was not kept
