@@ -252,17 +252,19 @@ class SlowHistory(ConversationStore):
         return await super().history(conversation, limit=limit)
 
 
+async def ask(engine: Engine, number: int) -> list[Part]:
+    """Ask for image number ``number``, in a conversation of its own (so its history is loaded)."""
+    request = Request(
+        scope=SCOPE, user="ann", text=f"fox {number}", intent=Intent.IMAGE, conversation=f"c{number}"
+    )
+    return [part async for part in engine.handle(request)]
+
+
 async def test_requests_take_their_start_in_turns_in_arrival_order(ledger: Ledger) -> None:
     store, generator = SlowHistory(ledger), ScriptedGenerator()
     engine = engine_with(ledger, generator, conversations=store, start_width=2)
 
-    async def ask(number: int) -> list[Part]:
-        request = Request(
-            scope=SCOPE, user="ann", text=f"fox {number}", intent=Intent.IMAGE, conversation=f"c{number}"
-        )
-        return [part async for part in engine.handle(request)]
-
-    answers = [asyncio.create_task(ask(number)) for number in range(3)]
+    answers = [asyncio.create_task(ask(engine, number)) for number in range(3)]
     for _ in range(20):
         await asyncio.sleep(0)
     assert store.loading == 2, "the third request waits for a turn while two are starting"
@@ -276,13 +278,7 @@ async def test_a_request_cancelled_while_waiting_for_its_turn_leaves_nothing_beh
     store, generator = SlowHistory(ledger), ScriptedGenerator()
     engine = engine_with(ledger, generator, conversations=store, start_width=1)
 
-    async def ask(number: int) -> list[Part]:
-        request = Request(
-            scope=SCOPE, user="ann", text=f"fox {number}", intent=Intent.IMAGE, conversation=f"c{number}"
-        )
-        return [part async for part in engine.handle(request)]
-
-    first, waiting = asyncio.create_task(ask(0)), asyncio.create_task(ask(1))
+    first, waiting = asyncio.create_task(ask(engine, 0)), asyncio.create_task(ask(engine, 1))
     for _ in range(20):
         await asyncio.sleep(0)
     waiting.cancel()
@@ -292,4 +288,4 @@ async def test_a_request_cancelled_while_waiting_for_its_turn_leaves_nothing_beh
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert engine.active == 0
-    assert await ask(2) == [TextDelta("done")]  # its turn was not kept
+    assert await ask(engine, 2) == [TextDelta("done")]  # its turn was not kept
