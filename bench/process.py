@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +19,7 @@ ROOMY = {
     "USER_REQUESTS_PER_MINUTE": "0",
     "DEFAULT_BUDGET_USD": "100000",
 }
+BOT_RUN = ("bot", "run")
 
 
 def bot_env(directory: Path, **variables: str) -> dict[str, str]:
@@ -34,12 +35,15 @@ def bot_env(directory: Path, **variables: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def bot_process(directory: Path, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Start the bot; on exit stop it with SIGINT (killed after 10 s). Its log goes to ``bot.log``."""
+async def bot_process(
+    directory: Path, env: dict[str, str], module: Sequence[str] = BOT_RUN
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start the bot (``python -m <module...>``); on exit stop it with SIGINT (killed after 10 s).
+    Its log goes to ``bot.log``."""
     log_path = directory / "bot.log"
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=directory, env=env, stdout=log, stderr=log
+            sys.executable, "-m", *module, cwd=directory, env=env, stdout=log, stderr=log
         )
         try:
             yield process

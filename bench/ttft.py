@@ -3,7 +3,9 @@
 ``python -m bot run`` runs as its own process (its own core, as in production) with
 TEXT_PROVIDER=openai pointed at a paced fake LLM; the fake platform and the fake LLM run here, so
 both ends of every interval are read from one clock. The ratio divides by the LLM's fixed
-time-to-first-token: 1.00 would be a bot that costs nothing.
+time-to-first-token: 1.00 would be a bot that costs nothing. The same fakes then measure
+``bench.reference``, the smallest streaming bot on the same libraries, as a yardstick for this
+machine.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.fakes import MARK, BenchDiscord, BenchSlack, PacedOpenAI
-from bench.process import ROOMY, bot_env, bot_process, cpu_seconds, log_tail
+from bench.fakes import MARK, BenchDiscord, BenchSlack, PacedOpenAI, Stamped
+from bench.process import BOT_RUN, ROOMY, bot_env, bot_process, cpu_seconds, log_tail
+from tests.fakes.fake_discord import Version
 from tests.fakes.fake_slack import APP_TOKEN, BOT_TOKEN
 
 TTFT_S = 0.3
@@ -29,7 +32,10 @@ BURSTS = 3
 """Bursts of 50 are repeated and pooled: one burst alone varies by ±0.2 from run to run."""
 BURST_GAP_S = 1.5
 LEVELS = (1, 50, 500)
+REFERENCE_LEVELS = (1, 50)
+"""The reference bot has no pacing: at 500 it would measure Discord's 429s, not itself."""
 PLATFORMS = ("discord", "slack")
+LAST_WORD = f"ipsum{TOKENS - 1}"
 CHANNELS = 50
 GREEN = 0x1F8B4C
 
@@ -79,7 +85,15 @@ async def within(condition: Callable[[], bool], seconds: float, what: str) -> No
 # --- Discord ------------------------------------------------------------------------------------
 
 
-async def discord_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
+def _module(platform: str, reference: bool) -> tuple[str, ...]:
+    return ("bench.reference", platform) if reference else BOT_RUN
+
+
+def _label(platform: str, reference: bool) -> str:
+    return f"{platform}, reference bot" if reference else platform
+
+
+async def discord_rows(levels: tuple[int, ...] = LEVELS, *, reference: bool = False) -> list[Row]:
     llm = PacedOpenAI(ttft_s=TTFT_S, rate=RATE, tokens=TOKENS)
     await llm.start()
     try:
@@ -96,7 +110,7 @@ async def discord_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
                     OPENAI_BASE_URL=llm.base_url,
                     **ROOMY,
                 )
-                async with bot_process(directory, env) as process:
+                async with bot_process(directory, env, _module("discord", reference)) as process:
                     try:
                         await within(
                             lambda: bool(fake.identified) or process.returncode is not None, 30, "IDENTIFY"
@@ -105,7 +119,8 @@ async def discord_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
                             raise RuntimeError("the bot exited")
                         run = _DiscordRun(fake, llm)
                         await run.burst(1, first=0)  # warm-up: guild cache, connection pools
-                        return await _levels("Discord", run.burst, levels, pid=process.pid)
+                        label = _label("Discord", reference)
+                        return await _levels(label, run.burst, levels, pid=process.pid)
                     except Exception as error:
                         raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
     finally:
@@ -134,20 +149,25 @@ class _DiscordRun:
             for message in fake.messages.values():
                 if message.reference in sent:
                     replies[message.reference] = message
-            return len(replies) == count and all(m.current.colour == GREEN for m in replies.values())
+            return len(replies) == count and all(_complete(m.current) for m in replies.values())
 
         await within(finished, 60, f"{count} Discord answers")
         samples = []
         for origin, (at, text) in sent.items():
-            shown = next(v.at for v in replies[origin].versions if MARK in v.description)
+            shown = next(v.at for v in replies[origin].versions if MARK in v.description + v.content)
             samples.append(Sample(self.llm.arrivals[text] - at, shown - at))
         return samples
+
+
+def _complete(version: Version) -> bool:
+    # The bot's answer turns green when done; the reference bot's text simply reaches the end.
+    return version.colour == GREEN or LAST_WORD in version.content
 
 
 # --- Slack --------------------------------------------------------------------------------------
 
 
-async def slack_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
+async def slack_rows(levels: tuple[int, ...] = LEVELS, *, reference: bool = False) -> list[Row]:
     llm = PacedOpenAI(ttft_s=TTFT_S, rate=RATE, tokens=TOKENS)
     await llm.start()
     try:
@@ -164,7 +184,7 @@ async def slack_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
                     OPENAI_BASE_URL=llm.base_url,
                     **ROOMY,
                 )
-                async with bot_process(directory, env) as process:
+                async with bot_process(directory, env, _module("slack", reference)) as process:
                     try:
                         await within(
                             lambda: slack.open_sockets > 0 or process.returncode is not None,
@@ -175,7 +195,8 @@ async def slack_rows(levels: tuple[int, ...] = LEVELS) -> list[Row]:
                             raise RuntimeError("the bot exited")
                         run = _SlackRun(slack, llm)
                         await run.burst(1, first=0)
-                        return await _levels("Slack", run.burst, levels, pid=process.pid)
+                        label = _label("Slack", reference)
+                        return await _levels(label, run.burst, levels, pid=process.pid)
                     except Exception as error:
                         raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
     finally:
@@ -201,7 +222,7 @@ class _SlackRun:
         await asyncio.gather(*deliveries)
 
         def finished() -> bool:
-            done = {s.thread_ts for s in slack.stamped if s.method == "chat.stopStream"}
+            done = {s.thread_ts for s in slack.stamped if _final(s)}
             return all(ts in done for ts in sent)
 
         await within(finished, 60, f"{count} Slack answers")
@@ -211,6 +232,13 @@ class _SlackRun:
             if stamp.thread_ts in sent and MARK in text:
                 first_text.setdefault(stamp.thread_ts, stamp.at)
         return [Sample(self.llm.arrivals[text] - at, first_text[ts] - at) for ts, (at, text) in sent.items()]
+
+
+def _final(stamp: Stamped) -> bool:
+    # The bot ends its answer with a stream stop; the reference bot with an update carrying all of it.
+    return stamp.method == "chat.stopStream" or (
+        stamp.method == "chat.update" and LAST_WORD in str(stamp.args.get("text"))
+    )
 
 
 # --- both ---------------------------------------------------------------------------------------
@@ -236,12 +264,16 @@ async def _levels(
     return rows
 
 
-async def run(platforms: tuple[str, ...] = PLATFORMS, levels: tuple[int, ...] = LEVELS) -> list[Row]:
+async def run(
+    platforms: tuple[str, ...] = PLATFORMS, levels: tuple[int, ...] = LEVELS, *, reference: bool = True
+) -> list[Row]:
     rows = []
-    if "discord" in platforms:
-        rows += await discord_rows(levels)
-    if "slack" in platforms:
-        rows += await slack_rows(levels)
+    yardstick = tuple(level for level in levels if level in REFERENCE_LEVELS) if reference else ()
+    for platform, measure in (("discord", discord_rows), ("slack", slack_rows)):
+        if platform in platforms:
+            rows += await measure(levels)
+            if yardstick:
+                rows += await measure(yardstick, reference=True)
     return rows
 
 
@@ -262,16 +294,36 @@ def table(rows: list[Row]) -> str:
             f"| {row.quantile(0.95, of='to_provider') * 1000:.0f} ms "
             f"| {row.cpu_s / len(row.samples) * 1000:.1f} ms |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _against_reference(rows))
+
+
+def _against_reference(rows: list[Row]) -> list[str]:
+    """Each ratio p50 divided by the reference bot's at the same platform and level."""
+    references = {(row.platform, row.concurrency): row for row in rows}
+    lines = []
+    for row in rows:
+        reference = references.get((_label(row.platform, True), row.concurrency))
+        if reference is not None:
+            lines.append(
+                f"- {row.platform}, {row.concurrency} at a time: ratio p50 {row.ratio_p50:.2f} against "
+                f"the reference bot's {reference.ratio_p50:.2f} = {row.ratio_p50 / reference.ratio_p50:.2f}×"
+            )
+    return ["", *lines] if lines else []
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ttft", description=__doc__.splitlines()[0])
     parser.add_argument("--platform", choices=PLATFORMS, action="append", help="default: both")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="e.g. 1,50")
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure bench.reference at levels 1 and 50 (default: yes)",
+    )
     args = parser.parse_args(argv)
     levels = tuple(int(level) for level in args.levels.split(","))
-    print(table(asyncio.run(run(tuple(args.platform or PLATFORMS), levels))))
+    print(table(asyncio.run(run(tuple(args.platform or PLATFORMS), levels, reference=args.reference))))
 
 
 if __name__ == "__main__":
