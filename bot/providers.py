@@ -22,6 +22,7 @@ from core.money import format_usd
 from core.parts import Intent
 from core.providers.bfl import BflImageGenerator
 from core.providers.http import RetryPolicy
+from core.providers.sdk_http import sdk_http
 from core.providers.songs import SongApi, SongGenerator, SunoApi, UdioApi
 from core.router import Classifier
 
@@ -130,7 +131,7 @@ def _openai_client(settings: Settings, http: httpx.AsyncClient) -> openai.AsyncO
     return openai.AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
-        http_client=http,
+        http_client=sdk_http(http),
         max_retries=settings.openai_max_retries,
     )
 

@@ -30,6 +30,11 @@ class Stream:
     error_after: int | None = None
 
 
+@dataclass(frozen=True)
+class Hangup:
+    """Read the whole request, then close the connection without a word, as a crashed proxy would."""
+
+
 def completion(content: str, *, usage: tuple[int, int] | None = (50, 10), model: str = "m") -> dict[str, Any]:
     """A non-streamed ``chat.completion`` body whose message says ``content``."""
     body: dict[str, Any] = {
@@ -69,7 +74,7 @@ class FakeOpenAI(ProviderServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.chat: deque[Stream | Reply] = deque()
+        self.chat: deque[Stream | Reply | Hangup] = deque()
         self.images: deque[Reply] = deque()
 
     @property
@@ -88,6 +93,10 @@ class FakeOpenAI(ProviderServer):
         if isinstance(answer, Reply):
             return answer.response()
         body = await request.json()
+        if isinstance(answer, Hangup):
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         return await self._stream(request, answer, model=body.get("model", "m"))
 
     async def _images(self, request: web.Request) -> web.Response:
