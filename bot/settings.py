@@ -129,7 +129,8 @@ class Settings(BaseSettings):
 
     # --- conversations ------------------------------------------------------------------------
     history_days: Annotated[int, Field(ge=1, le=3650)] = 30
-    """Days conversation events are kept before the periodic purge deletes them."""
+    """Days conversation events, finished jobs and transaction prompts are kept before the
+    periodic purge deletes them (a transaction's amount stays)."""
     history_tokens: Annotated[int, Field(ge=0, le=100_000)] = 3000
     """Tokens of earlier turns sent with chat, research and summaries (oldest left out first)."""
     summary_idle_min: Annotated[int, Field(ge=0, le=10_080)] = 0

@@ -87,15 +87,16 @@ def build_engine(settings: Settings, *, providers: Providers, ledger: Ledger, cl
 
 
 def _expiring(app: App) -> list[Purgeable]:
-    """The stores holding what people asked, kept ``HISTORY_DAYS``: conversations, and finished
-    jobs (each keeps its prompt)."""
-    stores: list[Purgeable | None] = [app.engine.conversations, app.engine.jobs]
+    """The stores holding what people asked, kept ``HISTORY_DAYS``: conversations, finished jobs
+    (each keeps its prompt) and the prompts in the budget's transactions."""
+    stores: list[Purgeable | None] = [app.engine.conversations, app.engine.jobs, app.ledger]
     return [store for store in stores if store is not None]
 
 
 async def purge_history(app: App) -> None:
-    """Delete conversation events and finished jobs older than ``HISTORY_DAYS`` hourly, until
-    cancelled (the first purge is ``housekeeping``'s, before the bot answers anyone)."""
+    """Delete conversation events, finished jobs and transaction prompts older than
+    ``HISTORY_DAYS`` hourly, until cancelled (the first purge is ``housekeeping``'s, before the
+    bot answers anyone)."""
     await app.clock.sleep(DEFAULT_PURGE_EVERY_S)
     keep = _history_kept(app)
     await asyncio.gather(*(purge_periodically(store, keep=keep, clock=app.clock) for store in _expiring(app)))

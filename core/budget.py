@@ -27,10 +27,10 @@ def format_report(report: BudgetReport, *, transactions: int = 5) -> str:
         for row in recent:
             amount = format_usd(row.charged if row.status == "charged" else row.reserved)
             demo = " · demo" if row.demo else ""
-            prompt = row.prompt if len(row.prompt) <= 40 else row.prompt[:39] + "…"
-            lines.append(
-                f"• {row.created_at:%m-%d %H:%M} {row.service} {amount} {row.status}{demo}: “{prompt}”"
-            )
+            line = f"• {row.created_at:%m-%d %H:%M} {row.service} {amount} {row.status}{demo}"
+            if row.prompt:  # blank once HISTORY_DAYS have passed
+                line += f": “{row.prompt if len(row.prompt) <= 40 else row.prompt[:39] + '…'}”"
+            lines.append(line)
     return "\n".join(lines)
 
 

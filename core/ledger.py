@@ -129,6 +129,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN conversation TEXT;
     """,
+    # 6: transactions whose prompt is still kept, by age, for Ledger.purge.
+    """
+    CREATE INDEX transactions_with_prompt ON transactions (created_at) WHERE prompt != '';
+    """,
 )
 
 PROMPT_LOG_CHARS = 500
@@ -362,6 +366,19 @@ class Ledger:
         if cursor.rowcount == 1 and cursor.lastrowid:
             return Hold(cursor.lastrowid, scope, period, amount)
         return Refusal(amount, await self.report(scope, recent=0, detailed=False))
+
+    async def purge(self, older_than: timedelta) -> int:
+        """Blank the prompts of closed transactions created longer ago than ``older_than``;
+        returns how many. Amounts, users and services stay: the budget's history is not
+        forgotten, only what was asked."""
+        cutoff = (self._clock() - older_than).isoformat()
+        cursor = await self.write(
+            "UPDATE transactions SET prompt = '' WHERE prompt != '' AND created_at < ? AND status != 'held'",
+            (cutoff,),
+        )
+        if cursor.rowcount:
+            log.info("removed the prompts of %d transactions older than %s", cursor.rowcount, cutoff)
+        return cursor.rowcount
 
     async def settle(self, hold: Hold, charged: int) -> None:
         """Charge ``charged`` for the held work and release the hold."""

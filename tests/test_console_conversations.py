@@ -50,6 +50,7 @@ def test_history_older_than_the_retention_is_purged_at_start_up(tmp_path: Path) 
     assert first.returncode == 0, first.stderr
     with sqlite3.connect(tmp_path / "bot.db") as db:
         db.execute("UPDATE conversation_events SET created_at = '2000-01-01T00:00:00+00:00'")
+        db.execute("UPDATE transactions SET created_at = '2000-01-01T00:00:00+00:00'")
         db.execute(
             "INSERT INTO conversation_events (conversation, scope, user, kind, text, created_at) "
             "VALUES ('console:local', 'console:local', 'bot', 'answer', 'recent', ?)",
@@ -61,5 +62,7 @@ def test_history_older_than_the_retention_is_purged_at_start_up(tmp_path: Path) 
     assert second.returncode == 0, second.stderr
     with sqlite3.connect(tmp_path / "bot.db") as db:
         remaining = db.execute("SELECT text FROM conversation_events").fetchall()
+        transactions = db.execute("SELECT service, prompt, charged FROM transactions").fetchall()
     db.close()
     assert remaining == [("recent",)]
+    assert transactions == [("image", "", 40_000)]  # the money stays, the prompt goes

@@ -6,12 +6,13 @@ import asyncio
 import sqlite3
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
 import pytest
 
+from core.budget import format_report
 from core.ledger import MIGRATIONS, Hold, Ledger, Refusal, period_end, sqlite_path
 from core.parts import Scope
 
@@ -278,3 +279,28 @@ async def test_a_write_waits_for_an_open_transaction_instead_of_joining_it(ledge
     async with ledger.connection.execute("SELECT key FROM seen_events ORDER BY key") as cursor:
         keys = [row[0] for row in await cursor.fetchall()]
     assert keys == ["outside"]
+
+
+async def test_purge_forgets_old_prompts_but_keeps_the_money(tmp_path: Path) -> None:
+    clock = MovableClock(datetime(2026, 1, 1, tzinfo=UTC))
+    ledger = await Ledger.open(f"sqlite:///{tmp_path}/l.db", default_limit=1000, clock=clock)
+    try:
+        old = await ledger.reserve(SCOPE, 10, user="u", service="image", prompt="a fox", request_id="1")
+        still_held = await ledger.reserve(SCOPE, 20, user="u", service="song", prompt="a sea", request_id="2")
+        assert isinstance(old, Hold) and isinstance(still_held, Hold)
+        await ledger.settle(old, 10)
+        clock.moment += timedelta(days=20)
+        recent = await ledger.reserve(SCOPE, 30, user="u", service="chat", prompt="hello", request_id="3")
+        assert isinstance(recent, Hold)
+        await ledger.settle(recent, 30)
+        clock.moment += timedelta(days=11)  # the first two are 31 days old, the third 11
+
+        assert await ledger.purge(timedelta(days=30)) == 1
+        report = await ledger.report(SCOPE)
+        kept = {row.request_id: (row.prompt, row.charged) for row in report.recent}
+        assert kept == {"1": ("", 10), "2": ("a sea", 0), "3": ("hello", 30)}
+        shown = format_report(report).splitlines()
+        assert "• 01-01 00:00 image $0.00001 charged" in shown  # no prompt left to quote
+        assert await ledger.purge(timedelta(days=30)) == 0
+    finally:
+        await ledger.close()
