@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.process import run_like_the_bot
 from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
 from core.engine import Engine
 from core.ledger import Ledger
@@ -144,7 +145,7 @@ async def run() -> dict[str, float]:
 
 
 def main() -> None:
-    figures = asyncio.run(run())
+    figures = run_like_the_bot(run())
     print("| figure | value |")
     print("|---|---:|")
     print(f"| requests/s through handle() (demo chat, 50 concurrent) | {figures['requests_per_s']:.0f} |")

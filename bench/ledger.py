@@ -7,6 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.process import run_like_the_bot
 from core.ledger import Hold, Ledger
 from core.parts import Scope
 
@@ -58,7 +59,7 @@ async def run(reservations: int = 4_000) -> list[dict[str, float]]:
 def main() -> None:
     print("| writers | reservations/s | settlements/s | granted | overspend |")
     print("|---:|---:|---:|---:|---:|")
-    for row in asyncio.run(run()):
+    for row in run_like_the_bot(run()):
         print(
             f"| {row['writers']:.0f} | {row['reservations_per_s']:.0f} | {row['settlements_per_s']:.0f} "
             f"| {row['granted']:.0f} | {row['overspend']:.0f} |"

@@ -7,8 +7,13 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.cli import event_loop_factory
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 ROOMY = {
@@ -68,3 +73,9 @@ def cpu_seconds(pid: int) -> float:
 def log_tail(directory: Path, lines: int = 20) -> str:
     path = directory / "bot.log"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def run_like_the_bot(main: Coroutine[Any, Any, T]) -> T:
+    """Run in-process benchmarks on the event loop ``python -m bot`` uses (uvloop where installed)."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(main)
