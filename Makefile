@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo web test lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -17,7 +17,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m bot chat
 
+# The OpenAI-compatible API and WebSocket sessions on http://127.0.0.1:8000 (docs at /docs), on the
+# demo providers unless keys are set. Create a key first: $(BIN)/python -m bot api-key create ...
+web: $(STAMP)
+	$(BIN)/python -m bot web
+
 test: $(STAMP) lint
+	sh scripts/ensure-chromium.sh
+	sh scripts/ensure-postgresql.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

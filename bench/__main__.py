@@ -24,10 +24,12 @@ def machine() -> str:
 
 SECTIONS: list[tuple[str, str]] = [
     ("Time to first visible text (bot ÷ LLM time-to-first-token)", "ttft"),
+    ("Final edit lag (provider's last token → platform has the final text)", "lag"),
     ("Edit cadence and 429s", "cadence"),
     ("Core throughput, event-loop lag and memory", "core"),
     ("Ledger reservations", "ledger"),
     ("Start-up", "startup"),
+    ("Web API time to first token (SSE and WebSocket ÷ LLM time-to-first-token)", "web"),
 ]
 
 

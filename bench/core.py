@@ -15,6 +15,7 @@ from bench.process import run_like_the_bot
 from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
 from core.engine import Engine
 from core.ledger import Ledger
+from core.pacing import Pace
 from core.parts import GeneratorPart, Intent, Media, Request, Scope, TextDelta
 from core.render import View, render
 
@@ -30,7 +31,7 @@ class NullSurface:
     """Accepts every call at once: measures the bot, not a platform."""
 
     max_chars = 4000
-    edit_interval = 1.0
+    pace = Pace(burst=2, per_second=1.0)
 
     def __init__(self) -> None:
         self.calls = 0

@@ -30,6 +30,8 @@ class PacedOpenAI(FakeOpenAI):
         self.streams = 0
         self.arrivals: dict[str, float] = {}
         """When each prompt (the last message's content) reached the fake."""
+        self.last_tokens: dict[str, float] = {}
+        """When the last token of each prompt's answer was written."""
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -45,6 +47,7 @@ class PacedOpenAI(FakeOpenAI):
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             delta = {"content": word + " "}
             await response.write(_chunk(body, [{"index": 0, "delta": delta, "finish_reason": None}]))
+        self.last_tokens[str(body["messages"][-1]["content"])] = time.monotonic()
         await response.write(_chunk(body, [{"index": 0, "delta": {}, "finish_reason": "stop"}]))
         usage = {"prompt_tokens": 50, "completion_tokens": self.tokens, "total_tokens": 50 + self.tokens}
         await response.write(_chunk(body, [], usage))

@@ -48,6 +48,25 @@ class Redactor(logging.Filter):
         return True
 
 
+class StartupNoise(logging.Filter):
+    """Demotes library warnings that need no action to DEBUG: discord.py's "voice will NOT be
+    supported" (the bot has no voice features) and slack_bolt's "`token` will be unused" (bolt
+    reads SLACK_BOT_TOKEN from the environment although the adapter hands it a client)."""
+
+    NOISE = (
+        ("discord.client", "voice will NOT be supported"),
+        ("slack_bolt", "`token` will be unused"),
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and any(
+            record.name.startswith(logger) and text in record.getMessage() for logger, text in self.NOISE
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -77,6 +96,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(*, level: str, json_lines: bool, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    handler.addFilter(StartupNoise())
     handler.addFilter(RequestContext())
     handler.addFilter(Redactor(secrets))
     root = logging.getLogger()

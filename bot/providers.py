@@ -1,10 +1,11 @@
-"""Choose a generator per intent (real when its key is set, else the offline demo) and say which."""
+"""Choose a generator per intent (live when its provider is configured, else the free offline demo
+or nothing) and say which."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -21,6 +22,7 @@ from core.generator import Generator
 from core.money import format_usd
 from core.parts import Intent
 from core.providers.bfl import BflImageGenerator
+from core.providers.fetch import MediaPolicy
 from core.providers.http import RetryPolicy
 from core.providers.sdk_http import sdk_http
 from core.providers.songs import SongApi, SongGenerator, SunoApi, UdioApi
@@ -40,41 +42,83 @@ SUMMARY_MAX_OUTPUT_TOKENS = 1_000
 ROUTER_MAX_OUTPUT_TOKENS = 1_200
 
 
+Mode = Literal["live", "demo", "off"]
+"""``live``: a configured provider, charged; ``demo``: the offline placeholder, never charged;
+``off``: no generator, the command answers that it isn't configured."""
+
+TEXT_INTENTS = (Intent.RESEARCH, Intent.CHAT, Intent.SUMMARY)
+
+TURN_ON = {
+    "text": "set OPENAI_API_KEY",
+    "image": "set BFL_API_KEY (or IMAGE_PROVIDER=openai with OPENAI_API_KEY)",
+    "song": "set SONG_API_KEY (or SONG_PROVIDER=suno-api)",
+}
+"""What makes each kind of service live, for the start-up line of a service that is off."""
+
+
 @dataclass(frozen=True, slots=True)
 class Providers:
     generators: dict[Intent, Generator]
     classifier: Classifier | None
+    modes: dict[Intent, Mode]
     descriptions: dict[str, str]
-    """One line per service for the start-up log: live or demo, and which endpoint."""
+    """One line per service for the start-up log: live (which endpoint), demo or off (and how to
+    turn it on)."""
 
 
-def build_providers(settings: Settings, *, http: httpx.AsyncClient, clock: Clock) -> Providers:
-    """Real providers where configured, demo ones elsewhere. SDK clients are built here, once."""
+def select_services(settings: Settings, *, demo_fallback: bool) -> dict[Intent, Mode]:
+    """Which intents are live, demo or off.
+
+    A service is live when its provider is configured; ``*_PROVIDER=demo`` or ``off`` decides
+    explicitly. Otherwise it falls back to the free demo when ``demo_fallback`` (the terminal chat
+    and web demo) or ``DEMO_PROVIDERS=true``, and is off when not (``python -m bot run``, where a
+    placeholder picture or song answering a real community would only mislead).
+    """
+    fallback: Mode = "demo" if demo_fallback or settings.demo_providers else "off"
+    text = _mode(settings.text_provider, live=settings.openai_api_key is not None, fallback=fallback)
+    image_live = settings.image_provider != "auto" or settings.bfl_api_key is not None
+    song_live = settings.song_provider != "auto" or settings.song_api_key is not None
+    modes = {intent: text for intent in TEXT_INTENTS}
+    modes[Intent.IMAGE] = _mode(settings.image_provider, live=image_live, fallback=fallback)
+    modes[Intent.SONG] = _mode(settings.song_provider, live=song_live, fallback=fallback)
+    return modes
+
+
+def _mode(choice: str, *, live: bool, fallback: Mode) -> Mode:
+    # A provider named explicitly has its key: the settings refuse to start otherwise.
+    if choice == "demo":
+        return "demo"
+    if choice == "off":
+        return "off"
+    return "live" if live else fallback
+
+
+def build_providers(
+    settings: Settings, *, http: httpx.AsyncClient, clock: Clock, demo_fallback: bool = True
+) -> Providers:
+    """Live providers where configured; elsewhere the free demo or nothing (``select_services``).
+    SDK clients are built here, once."""
+    modes = select_services(settings, demo_fallback=demo_fallback)
     delay = settings.demo_delay_s
     context = settings.history_tokens
-    generators: dict[Intent, Generator] = {
-        Intent.IMAGE: DemoImageGenerator(cost=settings.cost("image_cost")),
-        Intent.SONG: DemoSongGenerator(cost=settings.cost("song_cost"), delay_s=delay * 15, clock=clock),
-        Intent.RESEARCH: DemoResearchGenerator(
-            cost=settings.cost("research_cost"), delay_s=delay, clock=clock, history_tokens=context
-        ),
-        Intent.CHAT: DemoChatGenerator(
-            cost=settings.cost("chat_cost"), delay_s=delay, clock=clock, history_tokens=context
-        ),
-        # Summaries are charged like research: RESEARCH_COST_USD reserved, tokens charged.
-        Intent.SUMMARY: DemoSummaryGenerator(
-            cost=settings.cost("research_cost"), delay_s=delay, clock=clock, history_tokens=context
-        ),
+    # Demo work is free everywhere: the generators are built without a cost.
+    demos: dict[Intent, Generator] = {
+        Intent.IMAGE: DemoImageGenerator(),
+        Intent.SONG: DemoSongGenerator(delay_s=delay * 15, clock=clock),
+        Intent.RESEARCH: DemoResearchGenerator(delay_s=delay, clock=clock, history_tokens=context),
+        Intent.CHAT: DemoChatGenerator(delay_s=delay, clock=clock, history_tokens=context),
+        Intent.SUMMARY: DemoSummaryGenerator(delay_s=delay, clock=clock, history_tokens=context),
     }
-    descriptions = {intent.value: "demo (offline)" for intent in Intent}
+    generators = {intent: demos[intent] for intent, mode in modes.items() if mode == "demo"}
+    descriptions = {intent.value: _not_live(settings, intent, modes[intent]) for intent in Intent}
     descriptions["router"] = "keyword rules only (the classifier needs a live text provider)"
     classifier: Classifier | None = None
     policy = RetryPolicy(attempts=settings.http_attempts)
     client = _openai_client(settings, http)
 
-    if client is not None and settings.text_provider != "demo":
+    if client is not None and modes[Intent.CHAT] == "live":
         from core.providers.classifier import OpenAIClassifier
-        from core.providers.openai_text import chat_generator, research_generator
+        from core.providers.openai_text import allowance_warning, chat_generator, research_generator
         from core.providers.summary import OpenAISummaryGenerator
 
         endpoint = _endpoint(settings.openai_base_url)
@@ -88,17 +132,21 @@ def build_providers(settings: Settings, *, http: httpx.AsyncClient, clock: Clock
             client=client, model=summary, history_tokens=context
         )
         classifier = OpenAIClassifier(client=client, model=router)
+        for intent, variable in ((Intent.CHAT, "CHAT_COST_USD"), (Intent.RESEARCH, "RESEARCH_COST_USD")):
+            warning = allowance_warning(generators[intent], variable=variable)
+            if warning:
+                log.warning("%s", warning)
         descriptions["research"] = f"live via {endpoint}, {_pricing(research)}"
         descriptions["chat"] = f"live via {endpoint}, {_pricing(chat)}"
         descriptions["summary"] = f"live via {endpoint}, {_pricing(summary)}"
         descriptions["router"] = f"live via {endpoint}: keyword rules, then a classifier, {_pricing(router)}"
 
     image = _image_generator(settings, http=http, clock=clock, client=client, policy=policy)
-    if image is not None:
+    if image is not None and modes[Intent.IMAGE] == "live":
         generators[Intent.IMAGE], descriptions["image"] = image
 
     song_api = _song_api(settings, http=http, clock=clock, policy=policy)
-    if song_api is not None:
+    if song_api is not None and modes[Intent.SONG] == "live":
         song_cost = settings.cost("song_cost")
         generators[Intent.SONG] = SongGenerator(
             api=song_api,
@@ -108,13 +156,25 @@ def build_providers(settings: Settings, *, http: httpx.AsyncClient, clock: Clock
             timeout_s=settings.song_timeout_s,
             cost=song_cost,
             policy=policy,
+            media=_media(settings),
         )
         shape = "udioapi" if settings.song_provider == "auto" else settings.song_provider
         descriptions["song"] = (
             f"live via {shape} at {_endpoint(settings.song_api_url)}, model {settings.song_model}, "
             f"{format_usd(song_cost)} per song"
         )
-    return Providers(generators=generators, classifier=classifier, descriptions=descriptions)
+    return Providers(generators=generators, classifier=classifier, modes=modes, descriptions=descriptions)
+
+
+def _not_live(settings: Settings, intent: Intent, mode: Mode) -> str:
+    """The start-up line of a service that is not live (a live one's is written where it is built)."""
+    if mode == "demo":
+        return "demo (offline placeholder, never charged)"
+    kind = "text" if intent in TEXT_INTENTS else intent.value
+    variable = f"{kind.upper()}_PROVIDER"
+    if getattr(settings, variable.lower()) == "off":
+        return f"off ({variable}=off)"
+    return f"off: {TURN_ON[kind]} to turn it on, or DEMO_PROVIDERS=true for the free offline demo"
 
 
 def log_providers(providers: Providers) -> None:
@@ -174,6 +234,7 @@ def _image_generator(
             policy=policy,
             width=settings.image_width,
             height=settings.image_height,
+            media=_media(settings),
         )
         where = f"Black Forest Labs at {_endpoint(settings.bfl_api_url)}, model {settings.image_model}"
         return bfl, f"live via {where}, {format_usd(cost)} per image"
@@ -192,6 +253,7 @@ def _image_generator(
             policy=policy,
             width=settings.image_width,
             height=settings.image_height,
+            media=_media(settings),
         )
         where = f"OpenAI images at {_endpoint(settings.openai_base_url)}, model {settings.openai_image_model}"
         return images, f"live via {where}, {format_usd(cost)} per image"
@@ -222,6 +284,11 @@ def _song_api(
             policy=policy,
         )
     return None
+
+
+def _media(settings: Settings) -> MediaPolicy:
+    """``MEDIA_ALLOWED_HOSTS`` and ``MAX_MEDIA_MB`` for every provider's downloads."""
+    return MediaPolicy.of(allowed_hosts=settings.media_allowed_hosts.split(","), max_mb=settings.max_media_mb)
 
 
 def _endpoint(url: str) -> str:

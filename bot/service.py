@@ -1,4 +1,4 @@
-"""``python -m bot run``: the platform adapters, the ops endpoint, and a graceful shutdown."""
+"""``python -m bot run``: the platform adapters, the web API, the ops endpoint, and a graceful shutdown."""
 
 from __future__ import annotations
 
@@ -7,23 +7,28 @@ import contextlib
 import logging
 import signal
 from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.ops import OpsServer
 from bot.platforms import PlatformStarter
 from bot.settings import Settings
 from bot.wiring import App, housekeeping, open_app
+from core.conversations import purge_periodically
 from core.engine import Resumption
+
+if TYPE_CHECKING:
+    from adapters.web import WebServices
 
 log = logging.getLogger(__name__)
 
-# After the grace period, suspended jobs get this long to post their "restarting" notice.
-NOTICE_GRACE_S = 5.0
-
 
 async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> None:
-    """Run until SIGTERM/SIGINT or until an adapter fails, then shut down in order:
-    refuse new work, let running answers finish within ``SHUTDOWN_GRACE_S``, leave checkpointed
-    jobs for the next start, cancel the rest (refunded), close clients and the database."""
+    """Run until SIGTERM/SIGINT or until an adapter fails, then shut down in order: the engine
+    refuses new work, lets running answers finish within ``SHUTDOWN_GRACE_S`` and then ends every
+    stream itself (checkpointed jobs kept for the next start, the rest refunded, each saying so);
+    the adapters post those last words and disconnect; the database closes last."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -38,6 +43,8 @@ async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> Non
                 asyncio.create_task(start(app, waiting.get(name, [])), name=name): name
                 for name, start in starters.items()
             }
+            if settings.web_port:
+                adapters[asyncio.create_task(start_web(app), name="web")] = "web"
             stopped = asyncio.create_task(stop.wait())
             cancelled = False
             try:
@@ -46,9 +53,9 @@ async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> Non
                 cancelled, done = True, set()
             failures = [task for task in done if task is not stopped and task.exception() is not None]
             log.info("shutting down: letting running work finish for up to %.0f s", settings.shutdown_grace_s)
-            if not await app.engine.drain(settings.shutdown_grace_s):
-                app.engine.suspend()
-                await app.engine.drain(NOTICE_GRACE_S)
+            await app.engine.shutdown(settings.shutdown_grace_s)
+            # Cancelled adapters stop taking events and give their answers up to FINAL_WRITES_S
+            # (core/inflight.py) to post the last words of the streams the engine has ended.
             stopped.cancel()
             for task in adapters:
                 task.cancel()
@@ -66,6 +73,43 @@ async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> Non
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(RuntimeError):
                 loop.remove_signal_handler(signum)
+
+
+def web_services(app: App) -> WebServices:
+    """The web surface's share of the app: the engine, the key store, the media folder."""
+    from adapters.web import WebServices
+    from core.api_keys import KeyStore
+    from core.media_store import MediaStore
+
+    settings = app.settings
+    return WebServices(
+        engine=app.engine,
+        keys=KeyStore(app.ledger.database),
+        media=MediaStore(Path(settings.media_dir), clock=app.clock),
+        clock=app.clock,
+        summary_after_s=settings.session_summary_after_s,
+        public_url=settings.web_public_url,
+        demo_chat="live" not in app.providers.modes.values(),
+    )
+
+
+async def start_web(app: App) -> None:
+    """Serve the web API (``WEB_PORT``) until cancelled, purging media older than ``MEDIA_DAYS``
+    meanwhile; a port that can't be bound stops the bot like a platform that can't connect."""
+    from adapters.web import WebServer
+
+    settings = app.settings
+    services = web_services(app)
+    server = WebServer(services, host=settings.web_host, port=settings.web_port)
+    keep = timedelta(days=settings.media_days)
+    purge = asyncio.create_task(
+        purge_periodically(services.media, keep=keep, clock=app.clock), name="media purge"
+    )
+    try:
+        await server.serve_until_cancelled()
+    finally:
+        purge.cancel()
+        await asyncio.gather(purge, return_exceptions=True)
 
 
 async def _start_ops(settings: Settings, app: App) -> OpsServer | None:

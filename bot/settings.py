@@ -3,29 +3,88 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from adapters.discord.config import DiscordSettings
+from adapters.slack.config import SlackSettings
 from core.money import usd_to_micros
 from core.providers.pricing import KNOWN_TEXT_PRICES, TokenPrice, parse_token_prices
 
 Usd = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)]
-ProviderChoice = Literal["auto", "demo"]
-CommaList = Annotated[list[str], NoDecode]
+
+FROM_ENVIRONMENT = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+)
+
+# The platform settings are declared once, in the adapters' config modules (the adapters may not
+# import bot/, and the adapter config extends them); here they only learn where their values come
+# from: ``DISCORD_TOKEN`` is ``DiscordSettings.token``.
+
+
+class DiscordEnvironment(DiscordSettings, BaseSettings):
+    """``DiscordSettings`` read from ``DISCORD_*`` variables and ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="DISCORD_", **FROM_ENVIRONMENT)
+
+
+class SlackEnvironment(SlackSettings, BaseSettings):
+    """``SlackSettings`` read from ``SLACK_*`` variables and ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="SLACK_", **FROM_ENVIRONMENT)
+
+    @field_validator("port")
+    @classmethod
+    def _a_port_to_listen_on(cls, value: int) -> int:
+        # Port 0 (any free port) is for tests; an operator's Slack app needs a known one.
+        if value == 0:
+            raise ValueError("Input should be between 1 and 65535")
+        return value
+
+
+PLATFORMS: dict[str, type[BaseSettings]] = {"discord": DiscordEnvironment, "slack": SlackEnvironment}
 
 
 class Settings(BaseSettings):
-    """Names are the environment variables, upper-cased. ``.env.example`` documents each one."""
+    """Names are the environment variables, upper-cased (the platform ones nest: ``DISCORD_TOKEN``
+    is ``settings.discord.token``). ``.env.example`` and README document each one."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
+    model_config = FROM_ENVIRONMENT
+
+    def __init__(self, **values: Any) -> None:
+        """Read the platform models with the same ``_env_file``; ``discord_token=…`` and the
+        like are accepted by variable name. Raises ``SettingsError`` naming every bad variable."""
+        env_file = {"_env_file": values["_env_file"]} if "_env_file" in values else {}
+        problems: list[str] = []
+        for name, model in PLATFORMS.items():
+            if name in values:
+                continue
+            prefix = f"{name}_"
+            given = {
+                key.removeprefix(prefix): values.pop(key)
+                for key in list(values)
+                if key.startswith(prefix) and key.removeprefix(prefix) in model.model_fields
+            }
+            try:
+                values[name] = model(**env_file, **given)
+            except ValidationError as error:
+                problems += _problems(error, model)
+                values[name] = model.model_construct()
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            problems = _problems(error, type(self)) + problems
+        if problems:
+            raise SettingsError(problems)
 
     # --- core -------------------------------------------------------------------------------
     database_url: str = "sqlite:///data/bot.db"
     default_budget_usd: Usd = Decimal("20")
+    default_user_budget_usd: Usd | Literal["off"] = Decimal("5")
+    """Each member's monthly cap inside their server's or workspace's budget, unless an admin sets
+    theirs or the scope's default (``/budget user``, ``/budget user-default``); ``off``: no cap."""
     image_cost_usd: Usd = Decimal("0.04")
     song_cost_usd: Usd = Decimal("0.05")
     research_cost_usd: Usd = Decimal("0.01")
@@ -37,7 +96,10 @@ class Settings(BaseSettings):
     """Pause between demo text chunks, so streaming is visible in the demo."""
 
     # --- text: research, chat and the router classifier (OpenAI-compatible) ------------------
-    text_provider: Literal["auto", "openai", "demo"] = "auto"
+    demo_providers: bool = False
+    """``python -m bot run`` turns a service without a live provider off; ``true`` gives it the
+    free offline demo instead (the terminal chat always does). Demo work is never charged."""
+    text_provider: Literal["auto", "openai", "demo", "off"] = "auto"
     openai_api_key: SecretStr | None = Field(default=None, validate_default=True)
     openai_base_url: str = "https://api.openai.com/v1"
     research_model: str = "gpt-4o-mini"
@@ -51,7 +113,7 @@ class Settings(BaseSettings):
     """SDK retries of text calls that failed with 408/409/429/5xx (nothing generated, nothing billed)."""
 
     # --- images ------------------------------------------------------------------------------
-    image_provider: Literal["auto", "bfl", "openai", "demo"] = "auto"
+    image_provider: Literal["auto", "bfl", "openai", "demo", "off"] = "auto"
     bfl_api_key: SecretStr | None = Field(default=None, validate_default=True)
     bfl_api_url: str = "https://api.bfl.ai/v1"
     image_model: str = "flux-pro-1.1"
@@ -63,54 +125,28 @@ class Settings(BaseSettings):
     """Quality for gpt-image models (the price depends on it; DALL·E models ignore this)."""
 
     # --- songs -------------------------------------------------------------------------------
-    song_provider: Literal["auto", "udioapi", "suno-api", "demo"] = "auto"
+    song_provider: Literal["auto", "udioapi", "suno-api", "demo", "off"] = "auto"
     song_api_key: SecretStr | None = Field(default=None, validate_default=True)
     song_api_url: str = "https://udioapi.pro/api"
     song_model: str = "chirp-v3-5"
     song_poll_s: Annotated[float, Field(gt=0)] = 5
     song_timeout_s: Annotated[float, Field(gt=0)] = 600
+    media_allowed_hosts: str = ""
+    """Comma-separated hosts media and polling URLs may come from besides the provider's own origin
+    and public https hosts (e.g. an internal object store); they never get provider credentials."""
+    max_media_mb: Annotated[int, Field(ge=1, le=1000)] = 25
+    """The largest image or song download accepted, in MiB (checked before and while reading)."""
 
     # --- HTTP to providers -------------------------------------------------------------------
     http_timeout_s: Annotated[float, Field(gt=0)] = 30
     http_attempts: Annotated[int, Field(ge=1, le=10)] = 4
     """Tries per idempotent call (polls, downloads); paid submissions are sent exactly once."""
 
-    # --- Discord -----------------------------------------------------------------------------
-    discord_token: SecretStr | None = None
-    discord_api_url: str = "https://discord.com/api/v10"
-    discord_gateway_url: str = "wss://gateway.discord.gg/"
-    discord_guild_ids: CommaList = []
-    discord_allow_dms: bool = False
+    # --- Discord and Slack: declared once, in the adapters' config modules --------------------
+    discord: DiscordEnvironment = Field(default_factory=DiscordEnvironment)
+    slack: SlackEnvironment = Field(default_factory=SlackEnvironment)
     discord_dm_budget_usd: Usd = Decimal("0")
-    discord_application_id: str | None = None
-    """Only for ``discord-invite``; derived from DISCORD_TOKEN when unset."""
-    discord_follow_ups: Literal["mention", "thread"] = "thread"
-    """``thread``: replies to the bot and messages in a thread it answered in need no mention (asks
-    for the privileged Message Content intent); ``mention``: only mentions and DMs are answered."""
-
-    # --- Slack -------------------------------------------------------------------------------
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_port: Annotated[int, Field(ge=1, le=65535)] = 3000
-    slack_api_url: str = "https://slack.com/api/"
-    slack_admin_ids: CommaList = []
-    """Member ids (``U0123ABCD``) allowed to see and change ``/budget`` besides workspace admins."""
-    slack_follow_ups: Literal["mention", "thread"] = "thread"
-    """``thread``: replies in a thread where the bot answered need no mention; ``mention``: they do."""
-
-    @field_validator("slack_admin_ids")
-    @classmethod
-    def _slack_member_ids(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not (item[:1] in ("U", "W") and item.isalnum() and item.isupper()):
-                raise ValueError(
-                    f"{item!r} is not a Slack member id (like U0123ABCD: profile → ⋮ → Copy member ID)"
-                )
-        return value
-
-    # --- who sees /budget --------------------------------------------------------------------
-    budget_visible_to: Literal["admins", "everyone"] = "admins"
+    """A limit the ledger applies to each person's DMs; the adapter never reads it, so it stays here."""
 
     # --- admission control and circuit breakers ----------------------------------------------
     max_jobs: Annotated[int, Field(ge=1)] = 50
@@ -136,33 +172,55 @@ class Settings(BaseSettings):
     summary_idle_min: Annotated[int, Field(ge=0, le=10_080)] = 0
     """Minutes of quiet after which a conversation gets an automatic, charged summary; 0 = never."""
 
-    @field_validator("discord_guild_ids", "slack_admin_ids", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+    # --- the web API (adapters/web) ---------------------------------------------------------
+    web_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    """The OpenAI-compatible API and WebSocket sessions under ``run``; 0 = off. ``python -m bot web``
+    serves on it too (on 8000 when it is 0)."""
+    web_host: str = "127.0.0.1"
+    web_public_url: str = ""
+    """Where clients reach the API (``https://bot.example.com``), for media links; empty: the
+    address each request came in on."""
+    media_dir: str = "data/media"
+    """Where the API keeps the images and songs its links point to."""
+    media_days: Annotated[int, Field(ge=1, le=3650)] = 7
+    """Days those files are kept before the periodic purge deletes them."""
+    session_summary_after_s: Annotated[float, Field(ge=0)] = 60
+    """Seconds a WebSocket session stays disconnected before its charged summary is made; 0 = never."""
+    web_secret: SecretStr | None = None
+    """Signs dashboard links and sessions; unset: one is generated and kept in the database."""
+    web_admin_token: SecretStr | None = None
+    """Opens the operator's dashboard across every scope (at ``/dashboard``); unset: no operator view."""
+    dashboard_link_minutes: Annotated[int, Field(ge=1, le=10_080)] = 60
+    """Minutes a ``/budget dashboard`` link works, and a dashboard session lasts once opened."""
 
-    @field_validator("discord_application_id")
+    @field_validator("web_secret", "web_admin_token")
     @classmethod
-    def _application_id_is_a_number(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not value.strip().isdigit():
-            raise ValueError("a Discord application id is digits only")
-        return value.strip()
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is None or value.get_secret_value().strip() else None
 
-    @field_validator("discord_guild_ids")
-    @classmethod
-    def _guild_ids_are_numbers(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not item.isdigit():
-                raise ValueError(f"{item!r} is not a Discord guild id (digits only)")
-        return value
+    @property
+    def web_base_url(self) -> str:
+        """Where browsers reach the web server: ``WEB_PUBLIC_URL``, else ``WEB_HOST``:``WEB_PORT``."""
+        if self.web_public_url:
+            return self.web_public_url.rstrip("/")
+        if not self.web_port:
+            return ""
+        host = "127.0.0.1" if self.web_host in ("", "0.0.0.0", "::") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     # --- providers: a provider chosen explicitly must have its key ----------------------------
     # Validators see only the fields declared above them (``info.data``): each *_PROVIDER comes
     # before its key, and OPENAI_API_KEY before IMAGE_PROVIDER.
+
+    @field_validator("default_user_budget_usd", mode="before")
+    @classmethod
+    def _off_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) and value.strip().lower() == "off" else value
+
+    def member_cap(self) -> int | None:
+        """``DEFAULT_USER_BUDGET_USD`` in micro-dollars; ``None`` when it is ``off``."""
+        cap = self.default_user_budget_usd
+        return None if cap == "off" else usd_to_micros(cap)
 
     @field_validator("text_prices", mode="before")
     @classmethod
@@ -185,7 +243,8 @@ class Settings(BaseSettings):
         if value is None and info.data.get(choice) == provider:
             variable = str(info.field_name).upper()
             raise ValueError(
-                f"{choice.upper()}={provider} needs {variable}; set it, or use {choice.upper()}=auto or demo"
+                f"{choice.upper()}={provider} needs {variable}; "
+                f"set it, or use {choice.upper()}=auto, demo or off"
             )
         return value
 
@@ -193,7 +252,9 @@ class Settings(BaseSettings):
     @classmethod
     def _openai_key_for_images(cls, value: str, info: ValidationInfo) -> str:
         if value == "openai" and info.data.get("openai_api_key") is None:
-            raise ValueError("IMAGE_PROVIDER=openai needs OPENAI_API_KEY; set it, or use auto, bfl or demo")
+            raise ValueError(
+                "IMAGE_PROVIDER=openai needs OPENAI_API_KEY; set it, or use auto, bfl, demo or off"
+            )
         return value
 
     def text_price(self, model: str) -> TokenPrice | None:
@@ -201,8 +262,15 @@ class Settings(BaseSettings):
         return self.text_prices.get(model)
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, so logs can redact it wherever it turns up."""
-        return [value.get_secret_value() for value in self.__dict__.values() if isinstance(value, SecretStr)]
+        """Every configured secret, so logs can redact it wherever it turns up: the ``SecretStr``
+        settings and the platform fields kept out of ``repr`` (the adapters take those as ``str``)."""
+        secrets = [value.get_secret_value() for value in vars(self).values() if isinstance(value, SecretStr)]
+        for platform in (self.discord, self.slack):
+            for name, field in type(platform).model_fields.items():
+                value = getattr(platform, name)
+                if not field.repr and isinstance(value, str) and value:
+                    secrets.append(value)
+        return secrets
 
     def cost(self, name: str) -> int:
         """A ``*_usd`` setting in micro-dollars, e.g. ``cost("image_cost")``."""
@@ -210,21 +278,45 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings; on a bad value raise ``SettingsError`` naming each offending variable."""
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as error:
-        raise SettingsError(error) from None
+    """Read settings; ``overrides`` are named like the variables, lower-cased (``slack_port=…``).
+    On a bad value raise ``SettingsError`` naming each offending variable."""
+    return Settings(**overrides)
+
+
+def environment_variables() -> set[str]:
+    """The name of every variable the settings read."""
+    names = {name.upper() for name in Settings.model_fields if name not in PLATFORMS}
+    for model in PLATFORMS.values():
+        names |= {_variable(model, name) for name in model.model_fields}
+    return names
+
+
+def _variable(model: type[BaseModel], name: str) -> str:
+    """The environment variable behind ``model``'s field ``name``."""
+    field = model.model_fields.get(name)
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias.upper()
+    return f"{model.model_config.get('env_prefix', '')}{name}".upper()
+
+
+def _problems(error: ValidationError, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for issue in error.errors():
+        location = [str(part) for part in issue["loc"]]
+        owner = model
+        if len(location) > 1 and location[0] in PLATFORMS:
+            owner = PLATFORMS[location[0]]
+            location = location[1:]
+        name = _variable(owner, location[0]) if location else "settings"
+        value = issue.get("input")
+        shown = "" if name.endswith(("KEY", "TOKEN", "SECRET")) else f" (got {value!r})"
+        lines.append(f"  {name}: {issue['msg']}{shown}")
+    return lines
 
 
 class SettingsError(Exception):
     """Start-up configuration is invalid; ``str()`` names each variable and what is wrong."""
 
-    def __init__(self, error: ValidationError) -> None:
-        problems = []
-        for issue in error.errors():
-            name = "_".join(str(part) for part in issue["loc"][:1]).upper() or "settings"
-            value = issue.get("input")
-            shown = "" if name.endswith(("KEY", "TOKEN", "SECRET")) else f" (got {value!r})"
-            problems.append(f"  {name}: {issue['msg']}{shown}")
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
         super().__init__("Invalid configuration:\n" + "\n".join(problems))

@@ -20,6 +20,7 @@ from core.admission import Admission
 from core.breaker import CircuitBreaker
 from core.clock import Clock, SystemClock
 from core.conversations import DEFAULT_PURGE_EVERY_S, ConversationStore, Purgeable, purge_periodically
+from core.dashboard import DashboardLinks, stored_secret
 from core.engine import Engine, Resumption
 from core.health import Readiness
 from core.idle import summarize_idle_periodically
@@ -61,7 +62,27 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def build_engine(settings: Settings, *, providers: Providers, ledger: Ledger, clock: Clock) -> Engine:
+async def dashboard_links(settings: Settings, ledger: Ledger, clock: Clock) -> DashboardLinks:
+    """The signer of ``/budget dashboard`` links: ``WEB_SECRET``, or the database's own secret."""
+    secret = settings.web_secret.get_secret_value() if settings.web_secret else None
+    admin_token = settings.web_admin_token.get_secret_value() if settings.web_admin_token else None
+    return DashboardLinks(
+        secret or await stored_secret(ledger.database),
+        clock=clock,
+        base_url=settings.web_base_url,
+        link_minutes=settings.dashboard_link_minutes,
+        admin_token=admin_token,
+    )
+
+
+def build_engine(
+    settings: Settings,
+    *,
+    providers: Providers,
+    ledger: Ledger,
+    clock: Clock,
+    dashboard: DashboardLinks | None = None,
+) -> Engine:
     admission = Admission(
         max_jobs=settings.max_jobs,
         max_jobs_per_scope=settings.max_jobs_per_scope,
@@ -81,8 +102,9 @@ def build_engine(settings: Settings, *, providers: Providers, ledger: Ledger, cl
         classifier=providers.classifier,
         admission=admission,
         breakers=breakers,
-        jobs=JobStore(ledger),
-        conversations=ConversationStore(ledger),
+        jobs=JobStore(ledger.database),
+        conversations=ConversationStore(ledger.database),
+        dashboard=dashboard,
     )
 
 
@@ -118,14 +140,16 @@ async def summarize_idle_conversations(app: App) -> None:
 
 @asynccontextmanager
 async def housekeeping(app: App) -> AsyncIterator[None]:
-    """Purge expired history and finished jobs now, then run the hourly purge and idle summaries
-    in the background while the block runs."""
+    """Purge expired history and finished jobs now, then renew this process's leases (and
+    release expired holds), run the hourly purge and idle summaries in the background while the
+    block runs."""
     for store in _expiring(app):
         try:
             await store.purge(_history_kept(app))
         except Exception:
             log.exception("purge of %s failed; trying again in an hour", type(store).__name__)
     tasks = [
+        asyncio.create_task(app.ledger.leases.maintain(), name="leases"),
         asyncio.create_task(purge_history(app), name="history purge"),
         asyncio.create_task(summarize_idle_conversations(app), name="idle summaries"),
     ]
@@ -146,13 +170,18 @@ async def open_app(settings: Settings, *, role: Role, clock: Clock | None = None
         settings.database_url,
         default_limit=settings.cost("default_budget"),
         platform_limits={"discord-dm": settings.cost("discord_dm_budget")},
+        member_cap=settings.member_cap(),
+        clock=clock,
     )
     try:
         async with http_client(settings) as http:
-            providers = build_providers(settings, http=http, clock=clock)
+            providers = build_providers(settings, http=http, clock=clock, demo_fallback=role != "service")
             if role != "tool":
                 log_providers(providers)
-            engine = build_engine(settings, providers=providers, ledger=ledger, clock=clock)
+            dashboard = await dashboard_links(settings, ledger, clock)
+            engine = build_engine(
+                settings, providers=providers, ledger=ledger, clock=clock, dashboard=dashboard
+            )
             resumptions: list[Resumption] = []
             if role == "service":
                 resumptions = await engine.resume_unfinished()

@@ -1,5 +1,6 @@
-"""Admission control: caps on running jobs (global and per scope), a bounded FIFO queue, and a
-per-user request rate, so a flood degrades into clear messages instead of unbounded work."""
+"""Admission control: caps on running jobs (global and per scope), a bounded FIFO queue, a
+per-user request rate, and turns through the start, so a flood degrades into clear messages
+instead of unbounded work."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from core.clock import Clock, SystemClock
-from core.parts import Scope
+from core.parts import Scope, Status
+
+START_WIDTH = 8
+"""Requests making their way to a provider call at the same time (see ``StartTurn``)."""
 
 
 class QueueFull(Exception):
@@ -119,3 +123,55 @@ class Admission:
         # Wake everyone watching positions, then re-arm for the next change.
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+@asynccontextmanager
+async def admitted(admission: Admission | None, scope: Scope) -> AsyncIterator[AsyncIterator[Status]]:
+    """A running slot for a job of ``scope``; iterate the yielded stream for queue progress until
+    it starts. Without admission control the stream is empty and the job starts at once."""
+    if admission is None:
+        yield _no_statuses()
+        return
+    async with admission.slot(scope) as waiter:
+
+        async def queued() -> AsyncIterator[Status]:
+            shown = ""
+            while not waiter.admitted.is_set():
+                ahead = admission.position(waiter) - 1
+                status = "Queued: waiting for a free slot" + (
+                    f" ({ahead} ahead of you)…" if ahead > 0 else "…"
+                )
+                if status != shown:
+                    shown = status
+                    yield Status(status)
+                await admission.wait_for_change()
+
+        yield queued()
+
+
+async def _no_statuses() -> AsyncIterator[Status]:
+    return
+    yield
+
+
+class StartTurn:
+    """A request's turn through its start: everything up to the provider call (or the first part
+    it shows). ``START_WIDTH`` requests take their turns at once, in arrival order; the rest wait.
+
+    The bot's share of time to first text is mostly CPU spent before the provider hears of a
+    request. Run round-robin, a burst of requests all reach their providers at the end of the
+    whole burst's work; taken in turns, the first ones go out first and the median halves.
+    """
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        await self._slots.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()

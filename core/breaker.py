@@ -45,7 +45,3 @@ class CircuitBreaker:
     def record_other(self) -> None:
         """A failure that says nothing about the provider's health (moderation, a bad prompt)."""
         self._trial_running = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._opened_at is not None

@@ -1,4 +1,4 @@
-"""Conversation memory in the ledger's SQLite database: every turn is an event row, kept for a while.
+"""Conversation memory in the ledger's database: every turn is an event row, kept for a while.
 
 The bot never re-reads platform history (Slack's ``conversations.replies`` is heavily rate limited,
 and a restart must not lose context): what it remembers is what it recorded here, and ``/forget``
@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import aiosqlite
-
 from core.clock import Clock
+from core.db import Database, Row
 from core.history import BOT_AUTHOR
-from core.ledger import Ledger, utc_now
-from core.parts import Scope, Turn
+from core.parts import Delivered, Intent, Scope, Turn
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +26,18 @@ DEFAULT_PURGE_EVERY_S = 3600.0
 
 class EventKind(enum.StrEnum):
     USER_MESSAGE = "user_message"
+    """``text`` is what was asked; ``intent`` the command it was asked with, if any."""
     ANSWER = "answer"
     IMAGE = "image"
-    """``text`` is the media description, ``image: <prompt>``."""
+    """``text`` is the prompt the delivered image was made from."""
     SONG = "song"
-    """``text`` is the media description, ``song: <prompt>``."""
+    """``text`` is the prompt (or title) of the delivered song."""
     FAILURE = "failure"
     """``text`` is the message the person was shown."""
     SUMMARY = "summary"
 
 
-_MEDIA_KINDS = (EventKind.IMAGE, EventKind.SONG)
+_MEDIA_INTENTS = {EventKind.IMAGE: Intent.IMAGE, EventKind.SONG: Intent.SONG}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,33 +53,52 @@ class Event:
     text: str
     created_at: datetime
     request_id: str
+    intent: Intent | None = None
 
 
 class ConversationStore:
-    """Conversation events (and message links) in the ledger's database: one connection, one schema."""
+    """Conversation events (and message links) in the bot's database."""
 
-    def __init__(self, ledger: Ledger, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._ledger = ledger
-        self._clock = clock
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def _now(self) -> datetime:
+        return self._database.clock.utc()
 
     async def record(
-        self, conversation: str, *, scope: Scope, user: str, kind: EventKind, text: str, request_id: str = ""
+        self,
+        conversation: str,
+        *,
+        scope: Scope,
+        user: str,
+        kind: EventKind,
+        text: str,
+        request_id: str = "",
+        intent: Intent | None = None,
     ) -> None:
         """Store one event at the end of ``conversation``."""
-        await self._ledger.write(
-            "INSERT INTO conversation_events (conversation, scope, user, kind, text, created_at, "
-            "request_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (conversation, str(scope), user, kind.value, text, self._clock().isoformat(), request_id),
+        await self._database.write(
+            'INSERT INTO conversation_events (conversation, scope, "user", kind, text, created_at, '
+            "request_id, intent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation,
+                str(scope),
+                user,
+                kind.value,
+                text,
+                self._now().isoformat(),
+                request_id,
+                intent.value if intent else None,
+            ),
         )
 
     async def events(self, conversation: str, *, limit: int = 100) -> list[Event]:
         """The newest ``limit`` events of ``conversation``, oldest first."""
-        async with self._ledger.connection.execute(
-            "SELECT id, conversation, scope, user, kind, text, created_at, request_id "
+        rows = await self._database.fetchall(
+            'SELECT id, conversation, scope, "user", kind, text, created_at, request_id, intent '
             "FROM conversation_events WHERE conversation = ? ORDER BY id DESC LIMIT ?",
             (conversation, limit),
-        ) as cursor:
-            rows = list(await cursor.fetchall())
+        )
         return [_event(row) for row in reversed(rows)]
 
     async def history(self, conversation: str, *, limit: int = 100) -> list[Turn]:
@@ -90,38 +108,36 @@ class ConversationStore:
 
     async def knows(self, conversation: str) -> bool:
         """Whether the bot has answered in ``conversation``, so a follow-up needs no mention."""
-        async with self._ledger.connection.execute(
+        row = await self._database.fetchone(
             "SELECT 1 FROM conversation_events WHERE conversation = ? AND kind != ? LIMIT 1",
             (conversation, EventKind.USER_MESSAGE.value),
-        ) as cursor:
-            return await cursor.fetchone() is not None
+        )
+        return row is not None
 
     async def latest(self, prefix: str) -> str | None:
         """The most recently active conversation whose id starts with ``prefix`` (e.g. every
         conversation of one channel: ``slack:C0123:``), for commands issued outside a thread."""
-        async with self._ledger.connection.execute(
+        row = await self._database.fetchone(
             "SELECT conversation FROM conversation_events WHERE substr(conversation, 1, ?) = ? "
             "ORDER BY id DESC LIMIT 1",
             (len(prefix), prefix),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return str(row[0]) if row else None
 
     async def link(self, key: str, conversation: str, *, scope: Scope) -> None:
         """Remember that platform message ``key`` (e.g. ``discord:message:123``, a bot answer
         someone may reply to) belongs to ``conversation``."""
-        await self._ledger.write(
+        await self._database.write(
             "INSERT INTO conversation_links (key, conversation, scope, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET conversation = excluded.conversation",
-            (key, conversation, str(scope), self._clock().isoformat()),
+            (key, conversation, str(scope), self._now().isoformat()),
         )
 
     async def resolve(self, key: str) -> str | None:
         """The conversation a linked platform message belongs to, if it is still remembered."""
-        async with self._ledger.connection.execute(
+        row = await self._database.fetchone(
             "SELECT conversation FROM conversation_links WHERE key = ?", (key,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return str(row[0]) if row else None
 
     async def forget(self, conversation: str) -> int:
@@ -135,11 +151,11 @@ class ConversationStore:
     async def fell_idle(self, *, idle_for: timedelta, within: timedelta) -> list[Event]:
         """The last event of each conversation that went quiet between ``idle_for + within`` and
         ``idle_for`` ago, unless that event is already a summary: candidates for an idle summary."""
-        now = self._clock()
+        now = self._now()
         quiet_since, floor = (now - idle_for).isoformat(), (now - idle_for - within).isoformat()
-        async with self._ledger.connection.execute(
+        rows = await self._database.fetchall(
             """
-            SELECT id, conversation, scope, user, kind, text, created_at, request_id
+            SELECT id, conversation, scope, "user", kind, text, created_at, request_id, intent
             FROM conversation_events WHERE id IN (
                 SELECT MAX(id) FROM conversation_events WHERE conversation IN (
                     SELECT DISTINCT conversation FROM conversation_events WHERE created_at >= :floor)
@@ -148,26 +164,25 @@ class ConversationStore:
             ORDER BY id
             """,
             {"quiet_since": quiet_since, "floor": floor},
-        ) as cursor:
-            rows = list(await cursor.fetchall())
+        )
         return [_event(row) for row in rows]
 
     async def purge(self, older_than: timedelta) -> int:
         """Delete events and links older than ``older_than``; returns the events deleted."""
-        cutoff = (self._clock() - older_than).isoformat()
+        cutoff = (self._now() - older_than).isoformat()
         removed = await self._delete("created_at < ?", (cutoff,))
         if removed:
             log.info("purged %d conversation events older than %s", removed, cutoff)
         return removed
 
     async def _delete(self, where: str, params: tuple[str, ...]) -> int:
-        async with self._ledger.transaction() as db:
-            cursor = await db.execute(f"DELETE FROM conversation_events WHERE {where}", params)
+        async with self._database.transaction() as db:
+            written = await db.execute(f"DELETE FROM conversation_events WHERE {where}", params)
             await db.execute(f"DELETE FROM conversation_links WHERE {where}", params)
-        return cursor.rowcount
+        return written.rowcount
 
 
-def _event(row: aiosqlite.Row) -> Event:
+def _event(row: Row) -> Event:
     return Event(
         id=int(row[0]),
         conversation=row[1],
@@ -177,6 +192,7 @@ def _event(row: aiosqlite.Row) -> Event:
         text=row[5],
         created_at=datetime.fromisoformat(row[6]),
         request_id=row[7],
+        intent=Intent(row[8]) if row[8] else None,
     )
 
 
@@ -186,12 +202,12 @@ def as_turns(events: Sequence[Event]) -> list[Turn]:
     reply_to: str | None = None
     for event in events:
         if event.kind is EventKind.USER_MESSAGE:
-            turns.append(Turn("user", event.user, event.text))
+            turns.append(Turn("user", event.user, event.text, intent=event.intent))
             reply_to = None
             continue
-        media: tuple[str, ...] = ()
-        if event.kind in _MEDIA_KINDS:
-            text, media = "", (event.text,)
+        media: tuple[Delivered, ...] = ()
+        if event.kind in _MEDIA_INTENTS:
+            text, media = "", (Delivered(_MEDIA_INTENTS[event.kind], event.text),)
         elif event.kind is EventKind.FAILURE:
             text = f"(That failed: {event.text})"
         elif event.kind is EventKind.SUMMARY:

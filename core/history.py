@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from core.commands.catalogue import command_for
 from core.parts import Intent, Turn
 
 BOT_AUTHOR = "bot"
@@ -14,26 +15,12 @@ BOT_AUTHOR = "bot"
 TURN_OVERHEAD_TOKENS = 8
 """Chat formatting tokens per message (role markers, separators), generously rounded up."""
 
-_MEDIA_KINDS = {Intent.IMAGE: "image", Intent.SONG: "song"}
-
-
-def describe_media(intent: Intent, prompt: str) -> str:
-    """How a turn names the media it delivered: ``image: a red fox``, ``song: a sea shanty``."""
-    return f"{_MEDIA_KINDS[intent]}: {' '.join(prompt.split())}"
-
-
-def parse_media(description: str) -> tuple[Intent, str] | None:
-    """The intent and prompt a ``describe_media`` text names, or ``None`` for anything else."""
-    kind, sep, prompt = description.partition(": ")
-    for intent, name in _MEDIA_KINDS.items():
-        if sep and kind == name and prompt:
-            return intent, prompt
-    return None
-
 
 def turn_text(turn: Turn) -> str:
-    """The turn as one message: its text, then a line per delivered media."""
-    lines = [turn.text] if turn.text else []
+    """The turn as one message: a user's text as they typed it (``/song a sea shanty``), or the
+    bot's text, then a line per delivered media."""
+    command = command_for(turn.intent) if turn.intent is not None else None
+    lines = [f"/{command.name} {turn.text}" if command else turn.text] if turn.text else []
     lines += [f"[delivered {media}]" for media in turn.media]
     return "\n".join(lines)
 
@@ -107,8 +94,6 @@ def multiple_speakers(turns: Sequence[Turn], current_user: str) -> bool:
 def last_media(turns: Sequence[Turn]) -> tuple[Intent, str] | None:
     """The newest media the bot delivered in ``turns``, as (intent, prompt)."""
     for turn in reversed(turns):
-        for description in reversed(turn.media):
-            parsed = parse_media(description)
-            if parsed is not None:
-                return parsed
+        if turn.media:
+            return turn.media[-1].intent, turn.media[-1].prompt
     return None

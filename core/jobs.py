@@ -6,11 +6,19 @@ from __future__ import annotations
 import enum
 import json
 import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from functools import partial
 
+from core.db import Database
+from core.generator import Resumable
 from core.ledger import Hold, Ledger
-from core.parts import Destination, Intent, Request, Scope
+from core.outcomes import WHAT, failure, settle
+from core.parts import Destination, GeneratorPart, Intent, Media, Part, Request, Scope
+from core.results import restored, stored
+from core.router import Route
+from core.streams import single
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +33,13 @@ class JobState(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     REFUNDED = "refunded"
+    UNDELIVERED = "undelivered"
+    """Paid for and charged, but its delivery failed (the channel was deleted, the consumer
+    stopped): the row keeps the result (or the checkpoint to fetch it) for a later delivery."""
 
 
 UNFINISHED = (JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING, JobState.DELIVERED)
-FINISHED = (JobState.DONE, JobState.FAILED, JobState.REFUNDED)
+FINISHED = (JobState.DONE, JobState.FAILED, JobState.REFUNDED, JobState.UNDELIVERED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,17 +69,20 @@ class Job:
 
 
 class JobStore:
-    """Job rows in the ledger's database (one connection, one schema history)."""
+    """Job rows in the bot's database."""
 
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def _now(self) -> str:
+        return self._database.clock.utc().isoformat()
 
     async def create(
         self, request: Request, *, intent: Intent, prompt: str, hold: Hold, state: JobState = JobState.QUEUED
     ) -> None:
-        now = _now()
-        await self._ledger.write(
-            "INSERT INTO jobs (id, created_at, updated_at, scope, user, intent, prompt, state, "
+        now = self._now()
+        await self._database.write(
+            'INSERT INTO jobs (id, created_at, updated_at, scope, "user", intent, prompt, state, '
             "transaction_id, destination, conversation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request.id,
@@ -86,29 +100,51 @@ class JobStore:
         )
 
     async def advance(self, job_id: str, state: JobState, *, error: str = "") -> None:
-        await self._ledger.write(
+        await self._database.write(
             "UPDATE jobs SET state = ?, updated_at = ?, error = ? WHERE id = ?",
-            (state.value, _now(), error[:500], job_id),
+            (state.value, self._now(), error[:500], job_id),
         )
 
     async def save_checkpoint(self, job_id: str, checkpoint: dict[str, str]) -> None:
-        await self._ledger.write(
+        await self._database.write(
             "UPDATE jobs SET checkpoint = ?, updated_at = ? WHERE id = ?",
-            (json.dumps(checkpoint, sort_keys=True), _now(), job_id),
+            (json.dumps(checkpoint, sort_keys=True), self._now(), job_id),
+        )
+
+    async def keep_undelivered(self, job_id: str, media: Media | None, *, error: str) -> None:
+        """Mark a paid job whose delivery failed, keeping ``media`` (if it was made) with it."""
+        data, meta = stored(media) if media is not None else (None, None)
+        await self._database.write(
+            "UPDATE jobs SET state = ?, updated_at = ?, error = ?, result = ?, result_meta = ? WHERE id = ?",
+            (JobState.UNDELIVERED.value, self._now(), error[:500], data, meta, job_id),
+        )
+
+    async def result(self, job_id: str) -> Media | None:
+        """The media an undelivered job keeps, if any."""
+        row = await self._database.fetchone(
+            "SELECT result, result_meta FROM jobs WHERE id = ? AND result IS NOT NULL", (job_id,)
+        )
+        return restored(bytes(row[0]), str(row[1])) if row else None
+
+    async def undelivered(self, scope: Scope) -> list[Job]:
+        """Paid jobs of ``scope`` whose delivery failed, oldest first (for a later ``/jobs``)."""
+        return await self._select(
+            "WHERE state = ? AND scope = ? ORDER BY created_at", (JobState.UNDELIVERED.value, str(scope))
         )
 
     async def purge(self, older_than: timedelta) -> int:
         """Delete finished jobs (with the prompts they keep) last touched longer ago than
         ``older_than``; returns how many. Unfinished ones stay, whatever their age: a restart
         still owes them a delivery or a refund."""
-        cutoff = (datetime.now(UTC) - older_than).isoformat()
+        cutoff = (self._database.clock.utc() - older_than).isoformat()
         marks = ", ".join("?" * len(FINISHED))
-        cursor = await self._ledger.write(
-            f"DELETE FROM jobs WHERE state IN ({marks}) AND updated_at < ?", (*FINISHED, cutoff)
+        written = await self._database.write(
+            f"DELETE FROM jobs WHERE state IN ({marks}) AND updated_at < ?",
+            (*(state.value for state in FINISHED), cutoff),
         )
-        if cursor.rowcount:
-            log.info("purged %d finished jobs older than %s", cursor.rowcount, cutoff)
-        return cursor.rowcount
+        if written.rowcount:
+            log.info("purged %d finished jobs older than %s", written.rowcount, cutoff)
+        return written.rowcount
 
     async def get(self, job_id: str) -> Job | None:
         jobs = await self._select("WHERE id = ?", (job_id,))
@@ -117,17 +153,17 @@ class JobStore:
     async def unfinished(self) -> list[Job]:
         """Jobs a previous process left before their end, oldest first."""
         marks = ", ".join("?" * len(UNFINISHED))
-        return await self._select(f"WHERE state IN ({marks}) ORDER BY created_at", tuple(UNFINISHED))
+        return await self._select(
+            f"WHERE state IN ({marks}) ORDER BY created_at", tuple(state.value for state in UNFINISHED)
+        )
 
     async def _select(self, where: str, params: tuple[object, ...]) -> list[Job]:
-        db = self._ledger.connection
-        async with db.execute(
-            "SELECT id, scope, user, intent, prompt, state, transaction_id, destination, checkpoint, "
+        rows = await self._database.fetchall(
+            'SELECT id, scope, "user", intent, prompt, state, transaction_id, destination, checkpoint, '
             "conversation "
             f"FROM jobs {where}",
             params,
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             Job(
                 id=row[0],
@@ -143,10 +179,6 @@ class JobStore:
             )
             for row in rows
         ]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _destination_json(destination: Destination | None) -> str | None:
@@ -175,3 +207,83 @@ def _destination(text: str | None) -> Destination | None:
         message=data.get("message"),
         extra=data.get("extra") or {},
     )
+
+
+class JobRow:
+    """The job row of one run, written when the job first reaches a state: a job admitted at once
+    is created running, which saves a write before the provider call."""
+
+    def __init__(
+        self, jobs: JobStore | None, request: Request, route: Route, hold: Hold, *, exists: bool
+    ) -> None:
+        self._jobs = jobs
+        self._request = request
+        self._route = route
+        self._hold = hold
+        self._exists = exists
+        self._state: JobState | None = None
+
+    async def enter(self, state: JobState) -> None:
+        if self._jobs is None or state is self._state:
+            return
+        self._state = state
+        if self._exists:
+            await self._jobs.advance(self._request.id, state)
+            return
+        self._exists = True
+        route = self._route
+        await self._jobs.create(
+            self._request, intent=route.intent, prompt=route.prompt, hold=self._hold, state=state
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """A job from before a restart, ready to be rendered at ``request.destination``."""
+
+    request: Request
+    transaction_id: int
+    parts: AsyncIterator[Part]
+
+
+ResumeRun = Callable[[Job, Hold, Callable[[], AsyncIterator[GeneratorPart]]], AsyncIterator[Part]]
+"""Runs a resumed job like any other (the engine's ``_resumed``), given the generator's ``resume``."""
+
+
+async def resume_unfinished(
+    jobs: JobStore, ledger: Ledger, generators: Mapping[Intent, object], *, run: ResumeRun
+) -> list[Resumption]:
+    """Pick up the jobs a previous process left unfinished (see ``Engine.resume_unfinished``):
+    only those whose hold's lease ran out (their process is gone), never a live process's.
+
+    A job with a checkpoint is resumed from it (never resubmitted) and delivered to its
+    destination; a delivered one is only charged; one that never reached its provider is
+    refunded and its requester told to ask again.
+    """
+    resumptions: list[Resumption] = []
+    for job in await jobs.unfinished():
+        request = job.request()
+        hold = await ledger.hold_for(job.transaction_id)
+        generator = generators.get(job.intent)
+        if hold is None:
+            await jobs.advance(job.id, JobState.DONE, error="ledger closed before the restart")
+        elif not await ledger.leases.take_over(hold.transaction_id):
+            continue  # a live process is working on it
+        elif job.state is JobState.DELIVERED:
+            await settle(ledger, hold, hold.amount, job.intent)
+            await jobs.advance(job.id, JobState.DONE)
+        elif job.checkpoint and isinstance(generator, Resumable):
+            log.info("resuming job %s (%s) from its checkpoint", job.id, job.intent.value)
+            resume = partial(generator.resume, job.checkpoint, job.prompt, request)
+            resumptions.append(Resumption(request, job.transaction_id, run(job, hold, resume)))
+        else:
+            await ledger.refund(hold, note="restarted before the provider had the job")
+            await jobs.advance(job.id, JobState.REFUNDED, error="restarted before submission")
+            apology = failure(
+                job.intent,
+                "failed",
+                f"I restarted before your request for {WHAT[job.intent]} (“{job.prompt[:80]}”) "
+                "reached the provider. Nothing was charged; please ask again.",
+            )
+            resumptions.append(Resumption(request, job.transaction_id, single(apology)))
+    return resumptions

@@ -1,239 +1,121 @@
-"""The budget ledger: per-scope monthly limits in SQLite, reserved atomically, settled or refunded.
+"""The budget ledger: per-scope monthly limits, reserved atomically, settled or refunded.
 
-Invariant: for every (scope, period), ``used + held <= limit`` at the moment of each reservation.
-A reservation is one conditional INSERT of a ``held`` transaction row; a trigger adds it to the
-period's ``held`` inside the same statement. SQLite runs a statement (triggers included) atomically
-under the database write lock, so concurrent reservations, even from other processes sharing the
-file, can never overspend, and each reservation or settlement is a single round trip.
+Invariant: for every (scope, period), ``used + held <= limit`` at the moment of each reservation,
+and for every member of a scope with a cap, their own ``used + held <= cap`` too. A reservation is
+one conditional INSERT of a ``held`` transaction row that checks both limits; triggers add it to
+the period's and the member's ``held`` inside the same statement. SQLite runs a statement
+(triggers included) atomically under the database write lock. PostgreSQL's statement locks the
+period's row and the member's (``FOR UPDATE``), and one that waited for another checks both limits
+again on the rows as the other left them. So concurrent reservations, even from many processes
+sharing the database, can never overspend either limit, and each reservation or settlement is a
+single round trip.
+
+(Longer than the other core modules because every money operation is one SQL statement written
+out here, in both dialects where they differ; its values live in ``core.accounts``.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
 
-import aiosqlite
-
+from core.accounts import (
+    UNCAPPED,
+    BudgetReport,
+    CapSource,
+    Hold,
+    MemberReport,
+    Refusal,
+    Transaction,
+    period_end,
+    period_of,
+)
+from core.clock import Clock
+from core.db import DEFAULT_BUSY_TIMEOUT_MS, Database, Row
+from core.leases import Leases
 from core.parts import Scope
 
+__all__ = [
+    "UNCAPPED",
+    "BudgetReport",
+    "CapSource",
+    "Hold",
+    "Ledger",
+    "MemberReport",
+    "Refusal",
+    "Transaction",
+    "period_end",
+    "period_of",
+]
+"""The ledger's values live in ``core.accounts``; they are importable from here too."""
+
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: limits, monthly periods, transactions log.
-    """
-    CREATE TABLE limits (
-        scope        TEXT PRIMARY KEY,
-        limit_micros INTEGER NOT NULL CHECK (limit_micros >= 0),
-        updated_at   TEXT NOT NULL,
-        updated_by   TEXT NOT NULL
-    );
-    CREATE TABLE periods (
-        scope  TEXT NOT NULL,
-        period TEXT NOT NULL,
-        used   INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
-        held   INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
-        PRIMARY KEY (scope, period)
-    );
-    CREATE TABLE transactions (
-        id         INTEGER PRIMARY KEY,
-        created_at TEXT NOT NULL,
-        settled_at TEXT,
-        scope      TEXT NOT NULL,
-        period     TEXT NOT NULL,
-        user       TEXT NOT NULL,
-        service    TEXT NOT NULL,
-        prompt     TEXT NOT NULL,
-        reserved   INTEGER NOT NULL,
-        charged    INTEGER NOT NULL DEFAULT 0,
-        status     TEXT NOT NULL
-                   CHECK (status IN ('held', 'charged', 'refunded', 'orphaned')),
-        request_id TEXT NOT NULL,
-        demo       INTEGER NOT NULL DEFAULT 0,
-        note       TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX transactions_by_scope ON transactions (scope, id);
-    CREATE INDEX transactions_held ON transactions (status) WHERE status = 'held';
-    CREATE TRIGGER hold_on_reserve AFTER INSERT ON transactions WHEN NEW.status = 'held'
-    BEGIN
-        UPDATE periods SET held = held + NEW.reserved WHERE scope = NEW.scope AND period = NEW.period;
-    END;
-    CREATE TRIGGER release_on_close AFTER UPDATE OF status ON transactions
-    WHEN OLD.status = 'held' AND NEW.status != 'held'
-    BEGIN
-        UPDATE periods SET held = held - OLD.reserved, used = used + NEW.charged
-        WHERE scope = OLD.scope AND period = OLD.period;
-    END;
-    """,
-    # 2: platform events already processed (Slack retries, Discord interaction replays).
-    """
-    CREATE TABLE seen_events (
-        key     TEXT PRIMARY KEY,
-        seen_at TEXT NOT NULL
-    );
-    CREATE INDEX seen_events_by_time ON seen_events (seen_at);
-    """,
-    # 3: durable jobs, so a restart resumes paid work instead of losing or resubmitting it.
-    """
-    CREATE TABLE jobs (
-        id             TEXT PRIMARY KEY,
-        created_at     TEXT NOT NULL,
-        updated_at     TEXT NOT NULL,
-        scope          TEXT NOT NULL,
-        user           TEXT NOT NULL,
-        intent         TEXT NOT NULL,
-        prompt         TEXT NOT NULL,
-        state          TEXT NOT NULL CHECK (state IN
-                       ('queued', 'running', 'delivering', 'delivered', 'done', 'failed', 'refunded')),
-        transaction_id INTEGER NOT NULL REFERENCES transactions (id),
-        destination    TEXT,
-        checkpoint     TEXT,
-        error          TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX jobs_unfinished ON jobs (state)
-        WHERE state IN ('queued', 'running', 'delivering', 'delivered');
-    """,
-    # 4: conversation memory (core.conversations), and bot messages linked to their conversation.
-    """
-    CREATE TABLE conversation_events (
-        id           INTEGER PRIMARY KEY,
-        conversation TEXT NOT NULL,
-        scope        TEXT NOT NULL,
-        user         TEXT NOT NULL,
-        kind         TEXT NOT NULL CHECK (kind IN
-                     ('user_message', 'answer', 'image', 'song', 'failure', 'summary')),
-        text         TEXT NOT NULL,
-        created_at   TEXT NOT NULL,
-        request_id   TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX conversation_events_by_conversation ON conversation_events (conversation, id);
-    CREATE INDEX conversation_events_by_time ON conversation_events (created_at);
-    CREATE INDEX conversation_events_by_scope ON conversation_events (scope);
-    CREATE TABLE conversation_links (
-        key          TEXT PRIMARY KEY,
-        conversation TEXT NOT NULL,
-        scope        TEXT NOT NULL,
-        created_at   TEXT NOT NULL
-    );
-    CREATE INDEX conversation_links_by_conversation ON conversation_links (conversation);
-    CREATE INDEX conversation_links_by_time ON conversation_links (created_at);
-    CREATE INDEX conversation_links_by_scope ON conversation_links (scope);
-    """,
-    # 5: a resumed job's answer is remembered in the conversation it was asked in.
-    """
-    ALTER TABLE jobs ADD COLUMN conversation TEXT;
-    """,
-    # 6: transactions whose prompt is still kept, by age, for Ledger.purge.
-    """
-    CREATE INDEX transactions_with_prompt ON transactions (created_at) WHERE prompt != '';
-    """,
-)
 
 PROMPT_LOG_CHARS = 500
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def period_of(moment: datetime) -> str:
-    """The budget period a moment falls in: its calendar month in UTC, as ``YYYY-MM``."""
-    return moment.astimezone(UTC).strftime("%Y-%m")
-
-
-def period_end(period: str) -> date:
-    """The first day of the month after ``period``: when its budget resets."""
-    year, month = (int(part) for part in period.split("-"))
-    return date(year + month // 12, month % 12 + 1, 1)
-
-
-def sqlite_path(database_url: str) -> Path | str:
-    """``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``sqlite://:memory:`` → a path for sqlite3."""
-    prefix = "sqlite://"
-    if not database_url.startswith(prefix):
-        raise ValueError("only sqlite:// URLs are supported, e.g. sqlite:///data/bot.db")
-    rest = database_url[len(prefix) :]
-    if rest in ("", "/:memory:", ":memory:"):
-        return ":memory:"
-    return Path(rest[1:] if rest.startswith("/") else rest)
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """Money set aside for one piece of work until it is settled or refunded."""
-
-    transaction_id: int
-    scope: Scope
-    period: str
-    amount: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transaction:
-    id: int
-    created_at: datetime
-    user: str
-    service: str
-    prompt: str
-    reserved: int
-    charged: int
-    status: str
-    request_id: str
-    demo: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BudgetReport:
-    """A scope's budget for the current period, as shown by ``/budget``."""
-
-    scope: Scope
-    period: str
-    limit: int
-    limit_is_default: bool
-    used: int
-    held: int
-    resets_on: date
-    by_service: dict[str, int]
-    recent: list[Transaction]
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.limit - self.used - self.held)
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A reservation that did not fit; carries the report so the user can be told what remains."""
-
-    needed: int
-    report: BudgetReport
+_INSERT_HOLD = """
+    INSERT INTO transactions (created_at, scope, period, "user", service, prompt,
+                              reserved, status, request_id, demo, owner, lease_until)
+    SELECT :now, :scope, :period, :user, :service, :prompt, :amount, 'held', :request_id, :demo,
+           :owner, :lease_until
+"""
+_MEMBER_CAP = """
+    COALESCE((SELECT cap FROM (
+        SELECT cap_micros AS cap, 1 AS rank FROM member_caps
+        WHERE scope = :scope AND "user" = :user
+        UNION ALL SELECT cap_micros, 2 FROM member_defaults WHERE scope = :scope
+        UNION ALL SELECT :member_cap, 3
+    ) AS caps ORDER BY rank LIMIT 1), :uncapped)
+"""
+_SCOPE_LIMIT = "COALESCE((SELECT limit_micros FROM limits WHERE scope = :scope), :default_limit)"
+_RESERVE = f"""{_INSERT_HOLD}
+    FROM periods
+    WHERE scope = :scope AND period = :period
+      AND used + held + :amount <= {_SCOPE_LIMIT}
+      AND :amount + COALESCE(
+          (SELECT used + held FROM member_periods
+           WHERE scope = :scope AND period = :period AND "user" = :user), 0) <= {_MEMBER_CAP}
+    RETURNING id
+"""
+# Both rows are read in the FROM clause and locked: a reservation that waited for another one's
+# locks checks both limits again on the rows as that one left them (a subquery would not: it
+# keeps the statement's first snapshot). The order of the locks, period then member, is the
+# order the triggers of a settlement take them in too.
+_RESERVE_POSTGRESQL = f"""{_INSERT_HOLD}
+    FROM periods p JOIN member_periods m ON m.scope = p.scope AND m.period = p.period AND m."user" = :user
+    WHERE p.scope = :scope AND p.period = :period
+      AND p.used + p.held + :amount <= {_SCOPE_LIMIT}
+      AND :amount + m.used + m.held <= {_MEMBER_CAP}
+    FOR UPDATE OF p, m
+    RETURNING id
+"""
 
 
 class Ledger:
-    """Async SQLite ledger. Open with ``await Ledger.open(url, default_limit=...)``."""
+    """The money in the bot's database. Open with ``await Ledger.open(url, default_limit=...)``,
+    or build one on an open ``Database`` shared with other stores."""
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        database: Database,
         *,
         default_limit: int,
         platform_limits: Mapping[str, int] | None = None,
-        clock: Clock = utc_now,
+        leases: Leases | None = None,
+        member_cap: int | None = None,
     ) -> None:
-        self._db = db
+        self.database = database
+        self.leases = leases or Leases(database)
+        """The leases of the holds this process made."""
+        self._clock = database.clock
         self._default_limit = default_limit
         self._platform_limits = dict(platform_limits or {})
-        self._clock = clock
-        # One connection carries one transaction at a time; the lock keeps coroutines from
-        # interleaving statements inside each other's BEGIN ... COMMIT.
-        self._lock = asyncio.Lock()
+        self.member_cap = member_cap
+        """Each member's monthly cap where neither they nor their scope has one set; ``None``: no cap."""
         self._known_periods: set[tuple[str, str]] = set()
+        self._known_members: set[tuple[str, str, str]] = set()
 
     @classmethod
     async def open(
@@ -242,81 +124,30 @@ class Ledger:
         *,
         default_limit: int,
         platform_limits: Mapping[str, int] | None = None,
-        clock: Clock = utc_now,
-        busy_timeout_ms: int = 5000,
+        member_cap: int | None = None,
+        clock: Clock | None = None,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     ) -> Ledger:
-        """Open (creating and migrating) the database. ``platform_limits`` overrides the default
-        limit for every scope of a platform, e.g. ``{"discord-dm": 0}``."""
-        path = sqlite_path(database_url)
-        if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            # Another process holding the write lock (a CLI budget change) is waited for this long.
-            await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            ledger = cls(db, default_limit=default_limit, platform_limits=platform_limits, clock=clock)
-            await ledger._migrate()
-        except BaseException:
-            await db.close()
-            raise
-        return ledger
+        """Open (creating and migrating) the database, for a ledger that closes it with itself.
+        ``platform_limits`` overrides the default limit for every scope of a platform, e.g.
+        ``{"discord-dm": 0}``; ``member_cap`` is each member's default monthly cap."""
+        database = await Database.open(database_url, clock=clock, busy_timeout_ms=busy_timeout_ms)
+        return cls(
+            database, default_limit=default_limit, platform_limits=platform_limits, member_cap=member_cap
+        )
 
     def default_limit_for(self, scope: Scope) -> int:
         """The limit that applies to ``scope`` when no override is stored."""
         return self._platform_limits.get(scope.platform, self._default_limit)
 
-    @property
-    def connection(self) -> aiosqlite.Connection:
-        """The shared connection, for other stores that keep tables in the same database."""
-        return self._db
-
     async def close(self) -> None:
-        await self._db.close()
+        """End this process's leases and close the database (and every store sharing it)."""
+        await self.leases.release_all()
+        await self.database.close()
 
     async def ping(self) -> None:
-        """Raise unless the database answers a trivial query."""
-        async with self._db.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error), one at a time."""
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
-
-    async def write(self, sql: str, params: Sequence[object] | Mapping[str, object] = ()) -> aiosqlite.Cursor:
-        """Run one writing statement as its own transaction (the connection autocommits).
-
-        The database thread runs statements in the order they are queued, and queuing happens
-        without yielding, so a single statement only has to wait while a ``transaction`` is open
-        (it would become part of it). Not taking the lock otherwise matters under load: a lock
-        held across every round trip to the database thread makes each request's writes queue
-        behind everyone else's event-loop turns.
-        """
-        if self._lock.locked():
-            async with self._lock:
-                return await self._db.execute(sql, params)
-        return await self._db.execute(sql, params)
-
-    async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            async with self._lock:
-                # executescript runs the whole migration and the version bump in one transaction.
-                await self._db.executescript(
-                    f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;"
-                )
-            log.info("database migrated to schema version %d", number)
+        """Raise unless the ledger's database answers."""
+        await self.database.ping()
 
     # --- reservations -----------------------------------------------------------------------
 
@@ -331,25 +162,27 @@ class Ledger:
         request_id: str,
         demo: bool = False,
     ) -> Hold | Refusal:
-        """Hold ``amount`` micro-dollars if it fits under the limit; otherwise say what remains."""
+        """Hold ``amount`` micro-dollars if it fits both the scope's remaining budget and the
+        member's remaining cap; otherwise say which limit refused and what remains."""
         if amount < 0:
             raise ValueError("amount must not be negative")
-        now = self._clock()
+        now = self._clock.utc()
         period = period_of(now)
         key = str(scope)
         if (key, period) not in self._known_periods:
-            await self.write("INSERT OR IGNORE INTO periods (scope, period) VALUES (?, ?)", (key, period))
+            await self.database.write(
+                "INSERT INTO periods (scope, period) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, period)
+            )
             self._known_periods.add((key, period))
-        cursor = await self.write(
-            """
-            INSERT INTO transactions (created_at, scope, period, user, service, prompt,
-                                      reserved, status, request_id, demo)
-            SELECT :now, :scope, :period, :user, :service, :prompt, :amount, 'held', :request_id, :demo
-            FROM periods
-            WHERE scope = :scope AND period = :period
-              AND used + held + :amount <= COALESCE(
-                  (SELECT limit_micros FROM limits WHERE scope = :scope), :default_limit)
-            """,
+        if self.database.dialect == "postgresql" and (key, period, user) not in self._known_members:
+            # The reservation locks the member's row with the period's, so it must exist.
+            await self.database.write(
+                'INSERT INTO member_periods (scope, period, "user") VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+                (key, period, user),
+            )
+            self._known_members.add((key, period, user))
+        written = await self.database.write(
+            _RESERVE_POSTGRESQL if self.database.dialect == "postgresql" else _RESERVE,
             {
                 "now": now.isoformat(),
                 "scope": key,
@@ -361,24 +194,31 @@ class Ledger:
                 "request_id": request_id,
                 "demo": int(demo),
                 "default_limit": self.default_limit_for(scope),
+                "owner": self.leases.owner,
+                "lease_until": self.leases.expiry(),
+                "member_cap": self.member_cap,
+                "uncapped": UNCAPPED,
             },
         )
-        if cursor.rowcount == 1 and cursor.lastrowid:
-            return Hold(cursor.lastrowid, scope, period, amount)
-        return Refusal(amount, await self.report(scope, recent=0, detailed=False))
+        if written.rows:
+            transaction_id = int(written.rows[0][0])
+            self.leases.track(transaction_id)
+            return Hold(transaction_id, scope, period, amount)
+        report = await self.report(scope, recent=0, detailed=False)
+        return Refusal(amount, report, await self.member_report(scope, user))
 
     async def purge(self, older_than: timedelta) -> int:
         """Blank the prompts of closed transactions created longer ago than ``older_than``;
         returns how many. Amounts, users and services stay: the budget's history is not
         forgotten, only what was asked."""
-        cutoff = (self._clock() - older_than).isoformat()
-        cursor = await self.write(
+        cutoff = (self._clock.utc() - older_than).isoformat()
+        written = await self.database.write(
             "UPDATE transactions SET prompt = '' WHERE prompt != '' AND created_at < ? AND status != 'held'",
             (cutoff,),
         )
-        if cursor.rowcount:
-            log.info("removed the prompts of %d transactions older than %s", cursor.rowcount, cutoff)
-        return cursor.rowcount
+        if written.rowcount:
+            log.info("removed the prompts of %d transactions older than %s", written.rowcount, cutoff)
+        return written.rowcount
 
     async def settle(self, hold: Hold, charged: int) -> None:
         """Charge ``charged`` for the held work and release the hold."""
@@ -398,80 +238,50 @@ class Ledger:
         await self._close(hold, status="refunded", charged=0, note=note)
 
     async def _close(self, hold: Hold, *, status: str, charged: int, note: str) -> None:
-        cursor = await self.write(
+        # Closed or not, this process stops renewing the hold: one left open by a failed write
+        # runs out of lease and the periodic sweep releases it.
+        self.leases.untrack(hold.transaction_id)
+        written = await self.database.write(
             "UPDATE transactions SET status = ?, charged = ?, settled_at = ?, note = ? "
             "WHERE id = ? AND status = 'held'",
-            (status, charged, self._clock().isoformat(), note, hold.transaction_id),
+            (status, charged, self._clock.utc().isoformat(), note, hold.transaction_id),
         )
-        if cursor.rowcount != 1:
+        if written.rowcount != 1:
             log.warning("transaction %d was already closed", hold.transaction_id)
 
     async def hold_for(self, transaction_id: int) -> Hold | None:
         """The open hold of a transaction (for resuming a job after a restart), if still held."""
-        async with self._db.execute(
+        row = await self.database.fetchone(
             "SELECT scope, period, reserved FROM transactions WHERE id = ? AND status = 'held'",
             (transaction_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return Hold(transaction_id, Scope.parse(row[0]), row[1], int(row[2])) if row else None
 
     async def sweep_orphans(self, *, keep: Collection[int] = (), platform: str | None = None) -> int:
-        """Release every hold left by a process that died mid-work, except the transactions in
-        ``keep`` (jobs being resumed); with ``platform``, only that platform's scopes. Run once at
-        start-up by the process that owns the work."""
-        scopes = f"{platform}:%" if platform else "%"
-        async with self.transaction() as db:
-            cursor = await db.execute(
-                "UPDATE transactions SET status = 'orphaned', settled_at = ?, "
-                "note = 'released at start-up' WHERE status = 'held' AND scope LIKE ? "
-                f"AND id NOT IN ({', '.join('?' * len(keep))})",
-                (self._clock().isoformat(), scopes, *keep),
-            )
-            swept = cursor.rowcount
-            await db.execute(
-                """
-                UPDATE periods SET held = (
-                    SELECT COALESCE(SUM(reserved), 0) FROM transactions t
-                    WHERE t.scope = periods.scope AND t.period = periods.period AND t.status = 'held')
-                """
-            )
-        if swept:
-            log.warning("released %d orphaned budget holds", swept)
-        return swept
-
-    # --- idempotency ------------------------------------------------------------------------
-
-    async def first_sighting(self, key: str, *, keep_days: int = 7) -> bool:
-        """True the first time ``key`` (e.g. ``slack:event:Ev123``) is seen, false ever after,
-        across restarts. Keys older than ``keep_days`` are forgotten."""
-        now = self._clock()
-        cursor = await self.write(
-            "INSERT OR IGNORE INTO seen_events (key, seen_at) VALUES (?, ?)", (key, now.isoformat())
-        )
-        first = cursor.rowcount == 1
-        if first and cursor.lastrowid and cursor.lastrowid % 1000 == 0:
-            cutoff = (now - timedelta(days=keep_days)).isoformat()
-            await self.write("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,))
-        return first
+        """At start-up, release the holds whose owner's lease ran out (a process that died
+        mid-work), except the transactions in ``keep`` (jobs being resumed); with ``platform``,
+        only that platform's scopes. Live processes' holds are never touched."""
+        await self.leases.end_leases_of_gone_processes()
+        return await self.leases.sweep(keep=keep, platform=platform)
 
     # --- limits and reports -----------------------------------------------------------------
 
     async def set_limit(self, scope: Scope, limit: int, *, by: str) -> None:
         if limit < 0:
             raise ValueError("limit must not be negative")
-        async with self.transaction() as db:
+        async with self.database.transaction() as db:
             await db.execute(
                 """
                 INSERT INTO limits (scope, limit_micros, updated_at, updated_by) VALUES (?, ?, ?, ?)
                 ON CONFLICT (scope) DO UPDATE SET limit_micros = excluded.limit_micros,
                     updated_at = excluded.updated_at, updated_by = excluded.updated_by
                 """,
-                (str(scope), limit, self._clock().isoformat(), by),
+                (str(scope), limit, self._clock.utc().isoformat(), by),
             )
 
     async def reset_limit(self, scope: Scope) -> None:
         """Drop the scope's override so the default limit applies again."""
-        async with self.transaction() as db:
+        async with self.database.transaction() as db:
             await db.execute("DELETE FROM limits WHERE scope = ?", (str(scope),))
 
     async def report(self, scope: Scope, *, recent: int = 10, detailed: bool = True) -> BudgetReport:
@@ -479,27 +289,26 @@ class Ledger:
         ``recent=0`` to skip the transaction list): cheap enough for every refusal."""
         key = str(scope)
         by_service: dict[str, int] = {}
-        rows: list[aiosqlite.Row] = []
-        period = period_of(self._clock())
-        async with self._lock:
-            limit_row = await _fetchone(self._db, "SELECT limit_micros FROM limits WHERE scope = ?", (key,))
-            period_row = await _fetchone(
-                self._db, "SELECT used, held FROM periods WHERE scope = ? AND period = ?", (key, period)
+        rows: list[Row] = []
+        period = period_of(self._clock.utc())
+        async with self.database.snapshot() as db:
+            limit_row = await db.fetchone("SELECT limit_micros FROM limits WHERE scope = ?", (key,))
+            period_row = await db.fetchone(
+                "SELECT used, held FROM periods WHERE scope = ? AND period = ?", (key, period)
             )
             if detailed:
-                async with self._db.execute(
+                totals = await db.fetchall(
                     "SELECT service, SUM(charged) FROM transactions WHERE scope = ? AND period = ? "
                     "AND status = 'charged' GROUP BY service ORDER BY service",
                     (key, period),
-                ) as cursor:
-                    by_service = {str(service): int(total) for service, total in await cursor.fetchall()}
+                )
+                by_service = {str(service): int(total) for service, total in totals}
             if recent:
-                async with self._db.execute(
-                    "SELECT id, created_at, user, service, prompt, reserved, charged, status, request_id, "
+                rows = await db.fetchall(
+                    'SELECT id, created_at, "user", service, prompt, reserved, charged, status, request_id, '
                     "demo FROM transactions WHERE scope = ? ORDER BY id DESC LIMIT ?",
                     (key, recent),
-                ) as cursor:
-                    rows = list(await cursor.fetchall())
+                )
         used, held = (int(period_row[0]), int(period_row[1])) if period_row else (0, 0)
         return BudgetReport(
             scope=scope,
@@ -513,13 +322,46 @@ class Ledger:
             recent=[_transaction(row) for row in rows],
         )
 
+    async def member_report(self, scope: Scope, user: str) -> MemberReport:
+        """``user``'s spend, holds and requests in ``scope``'s current period, and their cap."""
+        key = str(scope)
+        period = period_of(self._clock.utc())
+        row = await self.database.fetchone(
+            """
+            SELECT
+                (SELECT cap_micros FROM member_caps WHERE scope = :scope AND "user" = :user),
+                EXISTS (SELECT 1 FROM member_caps WHERE scope = :scope AND "user" = :user),
+                (SELECT cap_micros FROM member_defaults WHERE scope = :scope),
+                EXISTS (SELECT 1 FROM member_defaults WHERE scope = :scope),
+                m.used, m.held, m.requests
+            FROM (SELECT 1) AS one LEFT JOIN member_periods m
+                ON m.scope = :scope AND m.period = :period AND m."user" = :user
+            """,
+            {"scope": key, "user": user, "period": period},
+        )
+        assert row is not None
+        own, has_own, scope_default, has_scope_default = row[0], bool(row[1]), row[2], bool(row[3])
+        source: CapSource
+        if has_own:
+            cap, source = own, "member"
+        elif has_scope_default:
+            cap, source = scope_default, "scope"
+        else:
+            cap, source = self.member_cap, "default"
+        return MemberReport(
+            scope=scope,
+            user=user,
+            period=period,
+            cap=None if cap is None else int(cap),
+            cap_source=source,
+            used=int(row[4] or 0),
+            held=int(row[5] or 0),
+            requests=int(row[6] or 0),
+            resets_on=period_end(period),
+        )
 
-async def _fetchone(db: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> aiosqlite.Row | None:
-    async with db.execute(sql, params) as cursor:
-        return await cursor.fetchone()
 
-
-def _transaction(row: aiosqlite.Row) -> Transaction:
+def _transaction(row: Row) -> Transaction:
     return Transaction(
         id=int(row[0]),
         created_at=datetime.fromisoformat(row[1]),

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
 
 MICROS_PER_USD = 1_000_000
+MAX_TYPED_USD = 1_000_000
+
+# Plain digits, or digits grouped in threes by commas (``1,000``); a point and decimals after either.
+# A comma anywhere else (``5,00``, ``1,5``) is a decimal comma in many locales: refusing it beats
+# reading ``5,00`` as $500.
+_AMOUNT = re.compile(r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+")
+ACCEPTED_FORMS = "25, 12.50, $12.50 or 1,000 (a comma only between groups of three digits)"
 
 
 def usd_to_micros(usd: Decimal | int | str) -> int:
@@ -21,14 +29,20 @@ def format_usd(micros: int) -> str:
 
 
 def parse_usd(text: str) -> int:
-    """Parse an amount a person typed (``12``, ``12.50``, ``$12.50``) into micro-dollars."""
-    cleaned = text.strip().removeprefix("$").replace(",", "").strip()
-    try:
-        amount = Decimal(cleaned)
-    except ArithmeticError:
-        raise ValueError(f"{text.strip()!r} is not an amount in dollars, e.g. 25 or 12.50") from None
-    if not amount.is_finite() or amount < 0:
+    """Parse an amount a person typed (``12``, ``12.50``, ``$12.50``, ``1,000``) into micro-dollars.
+
+    Raises ``ValueError`` with a message showing the accepted forms for anything else, including
+    a decimal comma (``5,00``), which would otherwise be read as a thousands separator.
+    """
+    typed = text.strip()
+    cleaned = typed.removeprefix("$").strip()
+    if cleaned.startswith("-") and _AMOUNT.fullmatch(cleaned[1:].strip()):
         raise ValueError("the amount must be zero or more dollars")
-    if amount > 1_000_000:
+    if not _AMOUNT.fullmatch(cleaned):
+        as_point = cleaned.replace(",", ".")
+        hint = f" (for cents use a point: {as_point})" if _AMOUNT.fullmatch(as_point) else ""
+        raise ValueError(f"{typed!r} is not an amount in dollars{hint}; write it like {ACCEPTED_FORMS}")
+    amount = Decimal(cleaned.replace(",", ""))
+    if amount > MAX_TYPED_USD:
         raise ValueError("the amount must be at most $1,000,000")
     return usd_to_micros(amount)

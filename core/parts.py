@@ -57,17 +57,42 @@ class Destination:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivered:
+    """Media the bot delivered in a conversation: what kind, and the prompt it was made from."""
+
+    intent: Intent
+    prompt: str
+
+    def __str__(self) -> str:
+        """How models read it: ``image: a red fox``, ``song: a sea shanty``."""
+        return f"{self.intent.value}: {' '.join(self.prompt.split())}"
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """One earlier turn of a conversation, as the models see it.
 
     ``author`` is the platform user id for user turns and ``"bot"`` for the bot's own; ``media``
-    names generated media the turn delivered, as ``"image: <prompt>"`` or ``"song: <prompt>"``.
+    is what generated media the turn delivered. ``intent`` is the command a user turn was asked
+    with (``/song``), if any; ``text`` is then the prompt alone.
     """
 
     role: Literal["user", "assistant"]
     author: str
     text: str
-    media: tuple[str, ...] = ()
+    media: tuple[Delivered, ...] = ()
+    intent: Intent | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Access:
+    """What the surface knows about who asks, and where, for the scope's access policy: the
+    channel (a thread's parent channel), the member's role ids, and whether they are an admin.
+    Adapters compute these from platform data; the core decides what they allow."""
+
+    channel: str | None = None
+    roles: frozenset[str] = frozenset()
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +111,9 @@ class Request:
     history: tuple[Turn, ...] = ()
     """The conversation's earlier turns, oldest first. Filled by the engine from its store;
     adapters leave it empty and never re-read platform history."""
+    access: Access | None = None
+    """Where and with which rights a person asked, for the access policy; ``None`` for work the
+    bot starts itself (a resumed job, an idle summary), which only the service switches apply to."""
 
 
 # --- parts a generator yields and an adapter renders -------------------------------------------
@@ -135,6 +163,12 @@ class Failure:
     """The request ended without a result. ``message`` is written for the person who asked."""
 
     message: str
+    reason: str = field(default="", compare=False)
+    """Why, as one word a surface can map to its own codes (an HTTP status): ``invalid``,
+    ``rate_limited``, ``refused`` (budget), ``busy``, ``paused``, ``unavailable``, ``failed``,
+    ``moderated``, ``suspended``. Set by ``core.outcomes.failure``."""
+    retry_after_s: float | None = field(default=None, compare=False)
+    """For ``rate_limited``: seconds until the request would be accepted."""
 
 
 @dataclass(frozen=True, slots=True)

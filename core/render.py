@@ -1,12 +1,18 @@
 """Platform-neutral streaming renderer: when to post, when to edit, where to split, when to upload.
 
-An adapter implements ``Surface`` (a handful of calls against one conversation) and passes the
-parts from ``Engine.handle`` to ``render``. The renderer guarantees:
+An adapter implements ``Surface`` (a handful of platform calls against one conversation) and
+passes the parts from ``Engine.handle`` to ``render``. All timing lives here; the renderer
+guarantees:
 
+* an answer with nothing to show after ``opening_delay`` gets an ``opening`` progress line, and
+  an answer that starts sooner gets none;
 * the first text or progress line is posted at once, and so is the first text that replaces a
   progress line (it is what the person is waiting for);
-* later changes are coalesced into at most one edit per ``edit_interval`` per message;
-* the last edit of every message always happens and clears the in-progress marker;
+* later changes are coalesced into edits paced by a token bucket shaped by the surface's
+  ``pace`` (shared per destination when the adapter passes one): a burst goes out at once,
+  then edits follow at the platform's sustained rate;
+* routine edits leave a token in the bucket, so the last edit of every message goes as soon as
+  the stream ends; it always happens and clears the in-progress marker;
 * text is split before ``max_chars`` at a paragraph or line boundary, never inside a code fence
   (a fence longer than a whole message is closed and reopened across the split);
 * media closes the current message and is uploaded.
@@ -16,18 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from core.clock import Clock, SystemClock
+from core.pacing import Gate, Pace, TokenBucket
 from core.parts import Audio, Failure, Image, Media, Part, Status, TextDelta
+from core.splitting import split_text
 
 STREAMING_MARKER = " ⚪"
 FAILURE_PREFIX = "⚠️ "
 MAX_STATUS_CHARS = 200
-_FENCE = re.compile(r"^[ \t]*```", re.MULTILINE)
+WORKING = "Working on it…"
+"""The usual ``opening``: shown when an answer has nothing to show yet."""
+OPENING_DELAY_S = 1.0
+"""How long an answer may show nothing before its ``opening`` line goes up."""
 
 
 class MessageState(enum.Enum):
@@ -49,27 +59,26 @@ class View:
     state: MessageState
     status: str | None = None
 
-    def plain(self) -> str:
-        """Body, marker and status as one string, for surfaces without richer formatting."""
-        text = self.text
-        if self.state is MessageState.STREAMING and text:
-            text += STREAMING_MARKER
-        if self.status:
-            text += f"\n\n_⏳ {self.status}_" if text else f"_⏳ {self.status}_"
-        return text
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What ``render`` showed: ``text`` is all the streamed text, unsplit."""
+
+    text: str
 
 
 class Surface(Protocol):
-    """One conversation on one platform, as the renderer sees it.
+    """One conversation on one platform, as the renderer sees it: platform calls, no timing.
 
     ``post`` starts a new message (which becomes the current one); ``edit`` replaces the current
     message. ``max_chars`` bounds ``View.text``: leave room in it for the surface's own marker and
-    status decoration. ``upload`` delivers media; with ``replaces_progress`` the current message
-    holds only a progress line, which the surface should replace with (or drop for) the media.
+    status decoration. ``pace`` is the platform's edit limit. ``upload`` delivers media; with
+    ``replaces_progress`` the current message holds only a progress line, which the surface
+    should replace with (or drop for) the media.
     """
 
     max_chars: int
-    edit_interval: float
+    pace: Pace
 
     async def post(self, view: View) -> None: ...
 
@@ -78,42 +87,119 @@ class Surface(Protocol):
     async def upload(self, media: Media, *, replaces_progress: bool) -> None: ...
 
 
-async def render(parts: AsyncIterable[Part], surface: Surface, *, clock: Clock | None = None) -> None:
-    """Drive ``surface`` from ``parts`` until they end; the last edit always lands."""
-    await _Renderer(surface, clock or SystemClock()).run(parts)
+async def render(
+    parts: AsyncIterable[Part],
+    surface: Surface,
+    *,
+    clock: Clock | None = None,
+    bucket: TokenBucket | None = None,
+    gate: Gate | None = None,
+    opening: str | None = None,
+    opening_delay: float = OPENING_DELAY_S,
+) -> Rendered:
+    """Drive ``surface`` from ``parts`` until they end; the last edit always lands.
+
+    Every answer paces its own writes with a bucket of the surface's ``pace``; ``bucket``, when
+    given, is shared by the destination and paces its edits too (Discord limits a channel's
+    edits, whoever makes them). Every post and edit also takes a turn of ``gate`` when given.
+    ``opening`` is shown when no part has come after ``opening_delay``.
+    The parts are closed however rendering ends.
+    """
+    clock = clock or SystemClock()
+    own = TokenBucket(surface.pace, clock=clock)
+    renderer = _Renderer(surface, clock, _Buckets(own, shared=bucket), gate)
+    try:
+        await renderer.run(parts, opening=opening, opening_delay=opening_delay)
+    finally:
+        aclose = getattr(parts, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return Rendered(renderer.streamed)
+
+
+class _Buckets:
+    """The answer's own bucket (its writes) and, if any, the destination's shared one (its edits)."""
+
+    def __init__(self, own: TokenBucket, *, shared: TokenBucket | None) -> None:
+        self._own = own
+        self._all = (own,) if shared is None else (own, shared)
+
+    def ready_in(self, *, urgent: bool) -> float:
+        return max(bucket.ready_in(urgent=urgent) for bucket in self._all)
+
+    def take(self) -> None:
+        for bucket in self._all:
+            bucket.take()
+
+    def spend(self) -> None:
+        """A new message: it never waits, but this answer's edits after it do."""
+        self._own.spend()
 
 
 class _Renderer:
-    def __init__(self, surface: Surface, clock: Clock) -> None:
+    def __init__(self, surface: Surface, clock: Clock, bucket: _Buckets, gate: Gate | None) -> None:
         self._surface = surface
         self._clock = clock
+        self._bucket = bucket
+        self._gate = gate
         self._limit = max(64, surface.max_chars)
+        self._pieces: list[str] = []
         self._body = ""
         self._status: str | None = None
         self._open = False  # a current message exists and is not final
         self._dirty = False
         self._shown_text = False  # the open message shows streamed text, not only a progress line
-        self._last_sent = float("-inf")
+        self._parts_seen = False
+        self._opening_claimed = False  # the opening line is going up: too late to cancel it
         self._changed = asyncio.Event()
-        self._first_text = asyncio.Event()  # the flusher stops waiting out the interval
+        self._first_text = asyncio.Event()  # the flusher stops waiting for a routine token
         self._io = asyncio.Lock()
 
-    async def run(self, parts: AsyncIterable[Part]) -> None:
+    @property
+    def streamed(self) -> str:
+        return "".join(self._pieces)
+
+    async def run(
+        self,
+        parts: AsyncIterable[Part],
+        *,
+        opening: str | None,
+        opening_delay: float,
+    ) -> None:
         flusher = asyncio.create_task(self._flush_periodically())
+        opener = asyncio.create_task(self._open_after(opening, opening_delay)) if opening else None
         try:
             async for part in parts:
+                if not self._parts_seen:
+                    self._parts_seen = True
+                    if opener is not None and not self._opening_claimed:
+                        opener.cancel()
                 await self._apply(part)
+            if opener is not None:
+                await _settled(opener)
         finally:
+            if opener is not None:
+                if not self._opening_claimed:
+                    opener.cancel()
+                await asyncio.wait({opener})  # an opening line going up lands before the last edit
             async with self._io:
                 flusher.cancel()
                 if self._open:
                     await self._send(View(self._final_text(), MessageState.DONE))
                     self._open = False
 
+    async def _open_after(self, opening: str | None, delay: float) -> None:
+        await self._clock.sleep(delay)
+        if self._parts_seen or opening is None:
+            return
+        self._opening_claimed = True
+        await self._apply(Status(opening))
+
     async def _apply(self, part: Part) -> None:
         if isinstance(part, TextDelta):
             if not part.text:
                 return
+            self._pieces.append(part.text)
             self._body += part.text
             self._status = None
             while len(self._body) > self._limit:
@@ -152,6 +238,11 @@ class _Renderer:
             self._open = False
             self._body = ""
             self._status = None
+            if replaces_progress:  # the surface edits the progress message into the media
+                await self._take_token(urgent=True)
+            else:
+                self._bucket.spend()
+            await self._take_turn(urgent=True)
             await self._surface.upload(media, replaces_progress=replaces_progress)
 
     async def _fail(self, message: str) -> None:
@@ -168,29 +259,50 @@ class _Renderer:
             self._status = None
 
     async def _send(self, view: View) -> None:
-        """Post or edit the current message. Callers hold ``self._io``."""
+        """Post or edit the current message, once the bucket and the gate allow. Callers hold
+        ``self._io``; an edit that is not urgent is sent only when the flusher saw a token."""
+        editing = self._open
+        first_text = bool(view.text) and not self._shown_text
+        if editing:
+            await self._take_token(urgent=first_text or view.state is not MessageState.STREAMING)
+        else:
+            self._bucket.spend()
+        # Of all the answers sharing the gate, someone looking at nothing or at a progress line
+        # goes first; final edits wait their turn like other edits.
+        await self._take_turn(urgent=not editing or first_text)
         # Cleared before the call: text arriving while the platform answers must stay pending.
         self._dirty = False
         self._shown_text = bool(view.text)
-        if self._open:
+        if editing:
             await self._surface.edit(view)
         else:
             await self._surface.post(view)
         self._open = view.state is MessageState.STREAMING
-        self._last_sent = self._clock.now()
+
+    async def _take_token(self, *, urgent: bool) -> None:
+        while (wait := self._bucket.ready_in(urgent=urgent)) > 0:
+            await self._clock.sleep(wait)
+        self._bucket.take()
+
+    async def _take_turn(self, *, urgent: bool) -> None:
+        if self._gate is not None:
+            await self._gate.turn(urgent=urgent)
 
     async def _flush_periodically(self) -> None:
-        interval = self._surface.edit_interval
         while True:
             await self._changed.wait()
-            self._first_text.clear()
-            wait = self._last_sent + interval - self._clock.now()
-            if wait > 0 and not self._text_waiting():
-                await self._sleep_until_first_text(wait)
             self._changed.clear()
-            async with self._io:
-                if self._dirty and self._open:
-                    await self._send(self._live_view())
+            while self._dirty and self._open:
+                self._first_text.clear()
+                wait = self._bucket.ready_in(urgent=self._text_waiting())
+                if wait > 0:
+                    await self._sleep_until_first_text(wait)
+                    continue
+                async with self._io:
+                    # Checked again: a shared bucket may have been drained meanwhile, and a
+                    # routine edit must not wait while holding the lock the final edit needs.
+                    if self._dirty and self._open and not self._bucket.ready_in(urgent=self._text_waiting()):
+                        await self._send(self._live_view())
 
     def _text_waiting(self) -> bool:
         """Text has arrived for an open message that shows only a progress line so far."""
@@ -212,46 +324,8 @@ class _Renderer:
         return self._body or self._status or "Done."
 
 
-def split_text(text: str, limit: int) -> tuple[str, str]:
-    """Split ``text`` into a head of at most ``limit`` characters and the rest.
-
-    Prefers a paragraph break, then a line break, then a space, in the later part of the window,
-    and never cuts inside a code fence unless one fence alone exceeds the limit (then the fence is
-    closed in the head and reopened in the tail).
-    """
-    if len(text) <= limit:
-        return text, ""
-    window = text[:limit]
-    for separator in ("\n\n", "\n", " "):
-        cut = _last_cut_outside_fence(text, window, separator, minimum=limit // 3)
-        if cut is not None:
-            return text[:cut].rstrip(), text[cut:].lstrip("\n ")
-    fence = _open_fence(window)
-    if fence is None:
-        return window, text[limit:]
-    closing = "\n```"
-    inner = text[: limit - len(closing)]
-    cut = inner.rfind("\n")
-    if cut <= len(text) - len(text.lstrip()) or cut < limit // 3:
-        cut = len(inner)
-    return text[:cut].rstrip("\n") + closing, f"{fence}\n" + text[cut:].lstrip("\n")
-
-
-def _last_cut_outside_fence(text: str, window: str, separator: str, *, minimum: int) -> int | None:
-    position = window.rfind(separator)
-    while position >= minimum:
-        cut = position + len(separator)
-        if _open_fence(text[:cut]) is None:
-            return cut
-        position = window.rfind(separator, 0, position)
-    return None
-
-
-def _open_fence(text: str) -> str | None:
-    """The opening line (e.g. ```python) of a fence left open at the end of ``text``, if any."""
-    fences = list(_FENCE.finditer(text))
-    if len(fences) % 2 == 0:
-        return None
-    start = fences[-1].start()
-    end = text.find("\n", start)
-    return text[start : end if end != -1 else len(text)].strip()
+async def _settled(task: asyncio.Task[None]) -> None:
+    """Wait for ``task`` to end and raise what it raised; a cancelled one is simply over."""
+    await asyncio.wait({task})
+    if not task.cancelled() and (error := task.exception()) is not None:
+        raise error

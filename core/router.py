@@ -173,8 +173,6 @@ def last_topic(history: Sequence[Turn]) -> str | None:
                 return repeated[1]
             continue
         text = " ".join(turn.text.split())
-        if text.startswith("/"):  # a slash command as remembered: "/research the transistor"
-            text = text.partition(" ")[2]
         if not text or _REFERS_BACK.search(text) or _bare(text) in _REPEATS:
             continue
         ruled = route_by_rules(text)

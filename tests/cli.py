@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.settings import Settings
+from bot.settings import environment_variables
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def clean_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     """The current environment minus every bot setting, plus a database in ``tmp_path``."""
-    env = {key: value for key, value in os.environ.items() if key.lower() not in Settings.model_fields}
+    env = {key: value for key, value in os.environ.items() if key.upper() not in environment_variables()}
     env["PYTHONPATH"] = str(REPO)
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/bot.db"
     env["DEMO_DELAY_S"] = "0.001"

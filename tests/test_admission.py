@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from core.admission import Admission
 from core.breaker import CircuitBreaker
-from core.clock import FakeClock, settle
 from core.engine import Engine
 from core.errors import ModerationError, ProviderUnavailable
 from core.ledger import Ledger
 from core.parts import Failure, GeneratorPart, Intent, Part, Request, Scope, Status, TextDelta
+from tests.clock import FakeClock, settle
 from tests.conftest import demo_engine
 
 GUILD_A = Scope("test", "a")
@@ -194,7 +194,7 @@ async def test_breaker_opens_after_outages_and_recovers_after_cooldown(ledger: L
     generator.gates[-1].set()
     await trial.task
     assert trial.texts == ["trial"]
-    assert not breakers[Intent.IMAGE].is_open
+    assert breakers[Intent.IMAGE].retry_after() is None
 
 
 async def test_moderation_does_not_trip_the_breaker(ledger: Ledger) -> None:
@@ -203,4 +203,4 @@ async def test_moderation_does_not_trip_the_breaker(ledger: Ledger) -> None:
     for _ in range(5):
         parts = [part async for part in engine.handle(Request(scope=GUILD_A, user="u", text="x"))]
         assert "paused" not in getattr(parts[-1], "message", "")
-    assert not breakers[Intent.IMAGE].is_open
+    assert breakers[Intent.IMAGE].retry_after() is None

@@ -29,7 +29,7 @@ def test_the_console_keeps_its_context_across_restarts(tmp_path: Path) -> None:
     assert "**Summary of this conversation**" in out
     assert "• user console: hello there" in out
     assert "• bot: [delivered song: a song about a red fox]" in out
-    assert "summary $0.01" in out  # charged like research
+    assert "summary $0.00 charged · demo" in out  # demo work is never charged
 
 
 def test_forget_wipes_the_memory_for_the_next_run(tmp_path: Path) -> None:
@@ -50,7 +50,8 @@ def test_history_older_than_the_retention_is_purged_at_start_up(tmp_path: Path) 
     assert first.returncode == 0, first.stderr
     with sqlite3.connect(tmp_path / "bot.db") as db:
         db.execute("UPDATE conversation_events SET created_at = '2000-01-01T00:00:00+00:00'")
-        db.execute("UPDATE transactions SET created_at = '2000-01-01T00:00:00+00:00'")
+        # Demo work is free: the row is given an amount, which the purge must keep.
+        db.execute("UPDATE transactions SET created_at = '2000-01-01T00:00:00+00:00', charged = 40000")
         db.execute(
             "INSERT INTO conversation_events (conversation, scope, user, kind, text, created_at) "
             "VALUES ('console:local', 'console:local', 'bot', 'answer', 'recent', ?)",

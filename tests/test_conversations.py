@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from core.clock import FakeClock
 from core.conversations import ConversationStore, EventKind, forget_command, purge_periodically
+from core.db import MIGRATIONS, migration_sql
 from core.engine import Engine
-from core.history import fit_history
+from core.history import fit_history, turn_text
 from core.idle import IDLE_SUMMARY_USER, summarize_idle
 from core.ledger import Ledger
 from core.parts import (
     Audio,
+    Delivered,
     Failure,
     GeneratorPart,
     Image,
@@ -29,31 +32,34 @@ from core.parts import (
     Turn,
 )
 from core.router import Classification, route_by_rules, route_follow_up
-from tests.conftest import RESEARCH_COST, demo_engine
+from tests.clock import FakeClock
+from tests.conftest import DEFAULT_LIMIT, RESEARCH_COST, demo_engine
+
+pytestmark = pytest.mark.backends
 
 SCOPE = Scope("test", "guild")
 OTHER_SCOPE = Scope("test", "elsewhere")
 THREAD = "test:thread:1"
 
 
-class SteppingClock:
-    """Wall time that moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def wall() -> FakeClock:
+    """The database's clock: wall time moves only when a test says so."""
+    return FakeClock(utc_start=datetime(2026, 11, 1, tzinfo=UTC))
 
 
 @pytest.fixture
-def wall() -> SteppingClock:
-    return SteppingClock()
+async def ledger(database_url: str, wall: FakeClock) -> AsyncIterator[Ledger]:
+    opened = await Ledger.open(database_url, default_limit=DEFAULT_LIMIT, clock=wall)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture
-def store(ledger: Ledger, wall: SteppingClock) -> ConversationStore:
-    return ConversationStore(ledger, clock=wall)
+def store(ledger: Ledger) -> ConversationStore:
+    return ConversationStore(ledger.database)
 
 
 async def say(
@@ -67,7 +73,7 @@ async def say(
 
 async def test_events_come_back_as_turns_with_one_bot_turn_per_request(store: ConversationStore) -> None:
     await say(store, "draw a red fox")
-    for kind, text in [(EventKind.ANSWER, "Here it is."), (EventKind.IMAGE, "image: a red fox")]:
+    for kind, text in [(EventKind.ANSWER, "Here it is."), (EventKind.IMAGE, "a red fox")]:
         await store.record(THREAD, scope=SCOPE, user="ann", kind=kind, text=text, request_id="r1")
     await store.record(
         THREAD, scope=SCOPE, user="bob", kind=EventKind.USER_MESSAGE, text="nice", request_id="r2"
@@ -79,7 +85,7 @@ async def test_events_come_back_as_turns_with_one_bot_turn_per_request(store: Co
 
     assert await store.history(THREAD) == [
         Turn("user", "ann", "draw a red fox"),
-        Turn("assistant", "bot", "Here it is.", ("image: a red fox",)),
+        Turn("assistant", "bot", "Here it is.", (Delivered(Intent.IMAGE, "a red fox"),)),
         Turn("user", "bob", "nice"),
         Turn("assistant", "bot", "(That failed: Budget!)"),
     ]
@@ -127,13 +133,13 @@ async def test_forget_removes_one_conversation_and_forget_scope_a_whole_scope(
 
 
 async def test_purge_deletes_only_what_is_older_than_the_retention(
-    store: ConversationStore, wall: SteppingClock
+    store: ConversationStore, wall: FakeClock
 ) -> None:
     await say(store, "old")
     await store.link("test:message:old", THREAD, scope=SCOPE)
-    wall.now += timedelta(days=20)
+    await wall.advance(timedelta(days=20).total_seconds())
     await say(store, "recent")
-    wall.now += timedelta(days=11)  # "old" is 31 days old, "recent" 11
+    await wall.advance(timedelta(days=11).total_seconds())  # "old" is 31 days old, "recent" 11
 
     assert await store.purge(timedelta(days=30)) == 1
     assert [turn.text for turn in await store.history(THREAD)] == ["recent"]
@@ -144,8 +150,8 @@ async def test_purge_deletes_only_what_is_older_than_the_retention(
 class WatchedStore(ConversationStore):
     """Reports each purge, so a test waits for the purge itself rather than for time to pass."""
 
-    def __init__(self, ledger: Ledger, *, clock: SteppingClock) -> None:
-        super().__init__(ledger, clock=clock)
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger.database)
         self.purged: asyncio.Queue[int] = asyncio.Queue()
 
     async def purge(self, older_than: timedelta) -> int:
@@ -155,16 +161,16 @@ class WatchedStore(ConversationStore):
 
 
 async def test_the_periodic_purge_runs_at_once_and_then_every_interval(
-    ledger: Ledger, wall: SteppingClock
+    ledger: Ledger, wall: FakeClock
 ) -> None:
     clock = FakeClock()
-    store = WatchedStore(ledger, clock=wall)
+    store = WatchedStore(ledger)
     await say(store, "old")
     task = asyncio.create_task(purge_periodically(store, keep=timedelta(days=30), clock=clock, every_s=3600))
     try:
         assert await asyncio.wait_for(store.purged.get(), 5) == 0  # at once; "old" is not old yet
         assert clock.sleepers == 1  # the purger went straight back to sleep
-        wall.now += timedelta(days=31)
+        await wall.advance(timedelta(days=31).total_seconds())
         await clock.advance(3599)
         assert store.purged.empty()  # the next run is not due yet
         await clock.advance(1)
@@ -215,9 +221,12 @@ def test_one_long_answer_is_cut_rather_than_crowding_out_the_rest() -> None:
 
 # --- routing follow-ups --------------------------------------------------------------------------
 
-AFTER_FOX = (Turn("user", "ann", "/imagine a red fox"), Turn("assistant", "bot", "", ("image: a red fox",)))
+AFTER_FOX = (
+    Turn("user", "ann", "a red fox", intent=Intent.IMAGE),
+    Turn("assistant", "bot", "", (Delivered(Intent.IMAGE, "a red fox"),)),
+)
 AFTER_RESEARCH = (
-    Turn("user", "ann", "/research the transistor"),
+    Turn("user", "ann", "the transistor", intent=Intent.RESEARCH),
     Turn("assistant", "bot", "# The transistor…"),
 )
 
@@ -334,11 +343,11 @@ async def test_media_and_failures_are_remembered_and_bad_input_is_not(ledger: Le
     assert isinstance(refusal, Failure)
 
     assert await store.history(THREAD) == [
-        Turn("user", "ann", "/imagine a red fox"),
-        Turn("assistant", "bot", "", ("image: a red fox",)),
-        Turn("user", "ann", "/song a sea shanty"),
-        Turn("assistant", "bot", "", ("song: a sea shanty",)),
-        Turn("user", "ann", "/imagine a blue fox"),
+        Turn("user", "ann", "a red fox", intent=Intent.IMAGE),
+        Turn("assistant", "bot", "", (Delivered(Intent.IMAGE, "a red fox"),)),
+        Turn("user", "ann", "a sea shanty", intent=Intent.SONG),
+        Turn("assistant", "bot", "", (Delivered(Intent.SONG, "a sea shanty"),)),
+        Turn("user", "ann", "a blue fox", intent=Intent.IMAGE),
         Turn("assistant", "bot", f"(That failed: {refusal.message})"),
     ]
 
@@ -439,7 +448,7 @@ async def test_the_classifier_reads_the_history_and_its_failure_falls_back_to_th
     parts = await ask(engine, "now a song about that")
 
     [(text, history)] = classifier.seen
-    assert text == "now a song about that" and history[-1].media == ("image: a red fox",)
+    assert text == "now a song about that" and history[-1].media == (Delivered(Intent.IMAGE, "a red fox"),)
     [audio] = [part for part in parts if isinstance(part, Audio)]
     assert audio.prompt == "a song about a red fox"
     statuses = {row.service: row.status for row in (await ledger.report(SCOPE)).recent}
@@ -457,13 +466,13 @@ async def test_an_answer_cut_off_by_the_reader_is_remembered_as_far_as_it_went(l
     assert history == [Turn("user", "ann", "hello there"), Turn("assistant", "bot", first.text.strip())]
 
 
-async def test_quiet_conversations_get_one_charged_summary_each(ledger: Ledger, wall: SteppingClock) -> None:
-    store = ConversationStore(ledger, clock=wall)
+async def test_quiet_conversations_get_one_charged_summary_each(ledger: Ledger, wall: FakeClock) -> None:
+    store = ConversationStore(ledger.database)
     base = demo_engine(ledger)
     engine = Engine(ledger=ledger, generators=base.generators, conversations=store)
     await ask(engine, "a red fox", intent=Intent.IMAGE)  # answered: a candidate
     await say(store, "anyone here?", conversation="test:thread:unanswered")  # never answered: not one
-    wall.now += timedelta(minutes=20)
+    await wall.advance(timedelta(minutes=20).total_seconds())
     await ask(engine, "hello", conversation="test:thread:busy")  # still active: not yet
 
     idle, window = timedelta(minutes=15), timedelta(minutes=10)
@@ -477,3 +486,52 @@ async def test_quiet_conversations_get_one_charged_summary_each(ledger: Ledger, 
     assert len(await store.history("test:thread:busy")) == 2
     row = (await ledger.report(SCOPE)).recent[0]
     assert (row.service, row.user, row.status) == ("summary", IDLE_SUMMARY_USER, "charged")
+
+
+async def test_rows_stored_as_descriptions_are_migrated_to_values(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, migration in enumerate(MIGRATIONS[:6], start=1):
+        script = migration_sql(migration, "sqlite")
+        old.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    rows = [
+        ("user_message", "/imagine a red fox", "r1"),
+        ("image", "image: a red fox", "r1"),
+        ("user_message", "/song a sea shanty", "r2"),
+        ("song", "song: The Shanty", "r2"),
+        ("user_message", "/research the transistor", "r3"),
+        ("answer", "# The transistor", "r3"),
+        ("user_message", "image: not a command, just text", "r4"),
+    ]
+    for kind, text, request_id in rows:
+        old.execute(
+            "INSERT INTO conversation_events (conversation, scope, user, kind, text, created_at, request_id) "
+            "VALUES (?, 'test:guild', 'ann', ?, ?, '2026-01-01T00:00:00+00:00', ?)",
+            (THREAD, kind, text, request_id),
+        )
+    old.close()
+
+    ledger = await Ledger.open(f"sqlite:///{path}", default_limit=DEFAULT_LIMIT)
+    try:
+        history = await ConversationStore(ledger.database).history(THREAD)
+    finally:
+        await ledger.close()
+    assert history == [
+        Turn("user", "ann", "a red fox", intent=Intent.IMAGE),
+        Turn("assistant", "bot", "", (Delivered(Intent.IMAGE, "a red fox"),)),
+        Turn("user", "ann", "a sea shanty", intent=Intent.SONG),
+        Turn("assistant", "bot", "", (Delivered(Intent.SONG, "The Shanty"),)),
+        Turn("user", "ann", "the transistor", intent=Intent.RESEARCH),
+        Turn("assistant", "bot", "# The transistor"),
+        Turn("user", "ann", "image: not a command, just text"),
+    ]
+    # Models read the conversation exactly as before the migration.
+    assert [turn_text(turn) for turn in history] == [
+        "/imagine a red fox",
+        "[delivered image: a red fox]",
+        "/song a sea shanty",
+        "[delivered song: The Shanty]",
+        "/research the transistor",
+        "# The transistor",
+        "image: not a command, just text",
+    ]

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
 from core.conversations import ConversationStore
-from core.engine import Engine
+from core.engine import RESTARTING, Engine
 from core.errors import GenerationError, ModerationError
+from core.jobs import JobState, JobStore
 from core.ledger import Ledger
-from core.parts import Failure, GeneratorPart, Intent, Part, Request, Scope, TextDelta, Turn, Usage
+from core.parts import (
+    Checkpoint,
+    Failure,
+    GeneratorPart,
+    Intent,
+    Part,
+    Request,
+    Scope,
+    Status,
+    TextDelta,
+    Turn,
+    Usage,
+)
 from core.router import Classification
 from tests.conftest import demo_engine
 
@@ -177,7 +190,7 @@ class FakeClassifier:
     def estimate(self, text: str) -> int:
         return 10_000
 
-    async def classify(self, text: str) -> Classification:
+    async def classify(self, text: str, history: Sequence[Turn] = ()) -> Classification:
         self.seen.append(text)
         if isinstance(self.answer, Exception):
             raise self.answer
@@ -242,7 +255,7 @@ class SlowHistory(ConversationStore):
     """Conversation history that loads only when the test lets it: a start that takes a while."""
 
     def __init__(self, ledger: Ledger) -> None:
-        super().__init__(ledger)
+        super().__init__(ledger.database)
         self.loading = 0
         self.go = asyncio.Event()
 
@@ -289,3 +302,125 @@ async def test_a_request_cancelled_while_waiting_for_its_turn_leaves_nothing_beh
         await waiting
     assert engine.active == 0
     assert await ask(engine, 2) == [TextDelta("done")]  # its turn was not kept
+
+
+async def read_all(stream: AsyncIterator[Part], seen: list[Part], started: asyncio.Event) -> None:
+    """A consumer as adapters write it: read every part, never cancelled."""
+    async for part in stream:
+        seen.append(part)
+        started.set()
+
+
+async def test_shutdown_ends_every_running_stream_by_itself(ledger: Ledger) -> None:
+    gate = asyncio.Event()
+    chat = ScriptedGenerator(intent=Intent.CHAT, parts=[TextDelta("partial")], block=gate)
+    song = ScriptedGenerator(intent=Intent.SONG, cost=50_000, parts=[Checkpoint({"id": "w1"})], block=gate)
+    song.parts.append(Status("Generating…"))
+    generators = dict(demo_engine(ledger).generators)
+    generators[Intent.CHAT], generators[Intent.SONG] = chat, song  # type: ignore[assignment]
+    jobs = JobStore(ledger.database)
+    engine = Engine(ledger=ledger, generators=generators, jobs=jobs)
+    asked = [
+        Request(scope=SCOPE, user="ann", text=text, intent=intent)
+        for text, intent in (("hello", Intent.CHAT), ("the sea", Intent.SONG))
+    ]
+    seen: list[list[Part]] = [[], []]
+    started = [asyncio.Event(), asyncio.Event()]
+    readers = [
+        asyncio.create_task(read_all(engine.handle(request), parts, event))
+        for request, parts, event in zip(asked, seen, started, strict=True)
+    ]
+    await asyncio.gather(*(event.wait() for event in started))
+
+    await asyncio.wait_for(engine.shutdown(0.01), 5)
+
+    assert all(reader.done() and not reader.cancelled() for reader in readers)
+    chat_parts, song_parts = seen
+    assert chat_parts == [TextDelta("partial"), Failure(RESTARTING)]
+    assert isinstance(song_parts[-1], TextDelta) and "post it here when I'm back" in song_parts[-1].text
+    report = await ledger.report(SCOPE)
+    assert (report.used, report.held) == (0, 50_000)  # the song's hold stays for the next start
+    assert {row.service: row.status for row in report.recent} == {"chat": "refunded", "song": "held"}
+    chat_job, song_job = [await jobs.get(request.id) for request in asked]
+    assert chat_job is not None and chat_job.state is JobState.REFUNDED
+    assert song_job is not None and song_job.state is JobState.RUNNING
+    assert engine.active == 0
+    [refused] = await collect(engine, "after the shutdown")
+    assert isinstance(refused, Failure) and "restarting" in refused.message
+
+
+async def test_suspend_while_the_consumer_holds_a_part_ends_at_its_next_read(ledger: Ledger) -> None:
+    gate = asyncio.Event()
+    generator = ScriptedGenerator(parts=[TextDelta("a"), TextDelta("b")], block=gate)
+    engine = engine_with(ledger, generator)
+    stream = engine.handle(Request(scope=SCOPE, user="ann", text="x", intent=Intent.IMAGE))
+    assert await anext(stream) == TextDelta("a")  # the consumer is busy with "a": not waiting
+    engine.suspend()
+    assert [part async for part in stream] == [Failure(RESTARTING)]
+    report = await ledger.report(SCOPE)
+    assert (report.used, report.held, report.recent[0].status) == (0, 0, "refunded")
+
+
+async def test_a_request_still_routing_when_suspended_is_refunded_not_started(ledger: Ledger) -> None:
+    store = SlowHistory(ledger)
+    generator = ScriptedGenerator()
+    engine = engine_with(ledger, generator, conversations=store)
+    answer = asyncio.create_task(ask(engine, 0))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert store.loading == 1
+    engine.suspend()
+    store.go.set()
+    assert await answer == [Failure(RESTARTING)]
+    assert generator.calls == []
+    assert (await ledger.report(SCOPE)).held == 0
+
+
+async def test_someone_elses_cancellation_still_cancels_a_suspended_job(ledger: Ledger) -> None:
+    gate = asyncio.Event()
+    generator = ScriptedGenerator(parts=[TextDelta("partial")], block=gate)
+    engine = engine_with(ledger, generator)
+    seen: list[Part] = []
+    started = asyncio.Event()
+    reader = asyncio.create_task(
+        read_all(
+            engine.handle(Request(scope=SCOPE, user="ann", text="x", intent=Intent.IMAGE)), seen, started
+        )
+    )
+    await started.wait()
+    reader.cancel()  # the process is going down: cancelled from outside as well
+    engine.suspend()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert (await ledger.report(SCOPE)).held == 0
+
+
+@pytest.mark.parametrize(
+    ("intent", "text", "named"),
+    [
+        (Intent.IMAGE, "a fox", "Image generation"),
+        (Intent.SONG, "a sea shanty", "Song generation"),
+        (None, "draw a lighthouse at dusk", "Image generation"),  # routed by the rules
+    ],
+)
+async def test_a_service_without_a_generator_is_not_configured_and_costs_nothing(
+    ledger: Ledger, intent: Intent | None, text: str, named: str
+) -> None:
+    generators = dict(demo_engine(ledger).generators)
+    del generators[Intent.IMAGE], generators[Intent.SONG]
+    engine = Engine(ledger=ledger, generators=generators)
+    assert engine.intents == frozenset({Intent.RESEARCH, Intent.CHAT, Intent.SUMMARY})
+    [failure] = await collect(engine, text, intent)
+    assert failure == Failure(f"{named} isn't configured on this bot. Nothing was charged.")
+    assert (await ledger.report(SCOPE)).recent == []
+    assert await collect(engine, "hello there", Intent.CHAT) != []  # the rest still works
+
+
+async def test_an_engine_without_a_summary_generator_says_summaries_are_unavailable(ledger: Ledger) -> None:
+    generators = dict(demo_engine(ledger).generators)
+    del generators[Intent.SUMMARY]
+    engine = Engine(ledger=ledger, generators=generators, conversations=ConversationStore(ledger.database))
+    request = Request(scope=SCOPE, user="ann", text="", intent=Intent.SUMMARY, conversation="c1")
+    assert [part async for part in engine.handle(request)] == [
+        Failure("Summaries aren't available here yet. Nothing was charged.")
+    ]

@@ -112,6 +112,7 @@ async def test_sigterm_lets_a_running_stream_finish(tmp_path: Path, udio: FakeUd
     async with FakeSlack() as slack:
         bot = Bot(tmp_path, slack, udio, "bot")
         bot.env["DEMO_DELAY_S"] = "0.05"  # the demo research streams for a few seconds
+        bot.env["DEMO_PROVIDERS"] = "true"  # no text key: without it research would be off
         await bot.start()
         try:
             await slack.wait_connected(within=30)
@@ -125,4 +126,4 @@ async def test_sigterm_lets_a_running_stream_finish(tmp_path: Path, udio: FakeUd
         assert "## References" in answer.text or "References" in answer.text
 
     budget = run_bot(tmp_path, "budget", "show", f"slack:{TEAM_ID}").stdout
-    assert "research $0.01 charged" in budget
+    assert "research $0.00 charged · demo" in budget  # settled, not refunded; demo work is free

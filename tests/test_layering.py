@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PLATFORM_SDKS = {"discord", "slack_bolt", "slack_sdk", "aiohttp"}
+PLATFORM_SDKS = {
+    "discord",
+    "slack_bolt",
+    "slack_sdk",
+    "aiohttp",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "websockets",
+}
 FORBIDDEN = {
     "core": PLATFORM_SDKS | {"bot", "adapters"},
     "adapters": {"bot"},

@@ -13,18 +13,14 @@ import aiosqlite
 import pytest
 
 from core.budget import format_report
-from core.ledger import MIGRATIONS, Hold, Ledger, Refusal, period_end, sqlite_path
+from core.db import MIGRATIONS, Written, sqlite_path
+from core.ledger import Hold, Ledger, Refusal, period_end
 from core.parts import Scope
+from tests.clock import FakeClock
+
+pytestmark = pytest.mark.backends
 
 SCOPE = Scope("discord", "42")
-
-
-class MovableClock:
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 async def reserve(
@@ -61,8 +57,8 @@ async def test_concurrent_reservations_never_exceed_the_limit(ledger: Ledger) ->
     assert sum(isinstance(result, Hold) for result in again) == fits - fits // 2
 
 
-async def test_two_connections_to_one_file_cannot_overspend(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/shared.db"
+async def test_two_connections_to_one_database_cannot_overspend(database_url: str) -> None:
+    url = database_url
     first = await Ledger.open(url, default_limit=100)
     second = await Ledger.open(url, default_limit=100)
     try:
@@ -108,14 +104,14 @@ async def test_refusal_reports_what_remains(ledger: Ledger) -> None:
     assert refusal.report.resets_on > date(2000, 1, 1)
 
 
-async def test_a_new_month_starts_a_new_period(tmp_path: Path) -> None:
-    clock = MovableClock(datetime(2026, 1, 31, 23, 59, tzinfo=UTC))
-    ledger = await Ledger.open(f"sqlite:///{tmp_path}/l.db", default_limit=100, clock=clock)
+async def test_a_new_month_starts_a_new_period(database_url: str) -> None:
+    clock = FakeClock(utc_start=datetime(2026, 1, 31, 23, 59, tzinfo=UTC))
+    ledger = await Ledger.open(database_url, default_limit=100, clock=clock)
     try:
         hold = await reserve(ledger, 100)
         assert isinstance(hold, Hold)
         assert isinstance(await reserve(ledger, 1), Refusal)
-        clock.moment = datetime(2026, 2, 1, 0, 0, tzinfo=UTC)
+        await clock.advance(60)  # 2026-02-01 00:00
         # The January hold settles into January even though it closes in February.
         await ledger.settle(hold, 100)
         report = await ledger.report(SCOPE)
@@ -131,8 +127,8 @@ def test_period_end_wraps_the_year() -> None:
     assert period_end("2026-01") == date(2026, 2, 1)
 
 
-async def test_sweep_releases_holds_orphaned_by_a_crash(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/crash.db"
+async def test_sweep_releases_holds_orphaned_by_a_crash(database_url: str) -> None:
+    url = database_url
     crashed = await Ledger.open(url, default_limit=1_000)
     assert isinstance(await reserve(crashed, 600), Hold)
     assert isinstance(await reserve(crashed, 300), Hold)
@@ -159,10 +155,8 @@ async def test_limits_can_be_overridden_and_reset(ledger: Ledger) -> None:
     assert (await ledger.report(SCOPE)).limit_is_default
 
 
-async def test_platform_default_limits(tmp_path: Path) -> None:
-    ledger = await Ledger.open(
-        f"sqlite:///{tmp_path}/l.db", default_limit=1_000, platform_limits={"discord-dm": 0}
-    )
+async def test_platform_default_limits(database_url: str) -> None:
+    ledger = await Ledger.open(database_url, default_limit=1_000, platform_limits={"discord-dm": 0})
     try:
         assert isinstance(await reserve(ledger, 1, scope=Scope("discord-dm", "7")), Refusal)
         assert isinstance(await reserve(ledger, 1, scope=Scope("discord", "7")), Hold)
@@ -181,16 +175,16 @@ async def test_schema_is_versioned_and_migrated_once(tmp_path: Path) -> None:
             assert (await cursor.fetchone()) == ("wal",)
 
 
-async def test_first_sighting_survives_a_restart(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/seen.db"
+async def test_first_sighting_survives_a_restart(database_url: str) -> None:
+    url = database_url
     ledger = await Ledger.open(url, default_limit=1)
-    assert await ledger.first_sighting("slack:event:Ev1")
-    assert not await ledger.first_sighting("slack:event:Ev1")
+    assert await ledger.database.first_sighting("slack:event:Ev1")
+    assert not await ledger.database.first_sighting("slack:event:Ev1")
     await ledger.close()
     ledger = await Ledger.open(url, default_limit=1)
     try:
-        assert not await ledger.first_sighting("slack:event:Ev1")
-        assert await ledger.first_sighting("slack:event:Ev2")
+        assert not await ledger.database.first_sighting("slack:event:Ev1")
+        assert await ledger.database.first_sighting("slack:event:Ev2")
     finally:
         await ledger.close()
 
@@ -260,14 +254,14 @@ async def test_a_database_locked_too_long_fails_the_request_cleanly(tmp_path: Pa
 
 async def test_a_write_waits_for_an_open_transaction_instead_of_joining_it(ledger: Ledger) -> None:
     """Single writes skip the lock; one sent while a transaction is open must not be rolled back with it."""
-    written: list[asyncio.Task[aiosqlite.Cursor]] = []
+    written: list[asyncio.Task[Written]] = []
 
     async def rolled_back() -> None:
-        async with ledger.transaction() as db:
+        async with ledger.database.transaction() as db:
             await db.execute("INSERT INTO seen_events (key, seen_at) VALUES ('inside', 'now')")
             written.append(
                 asyncio.create_task(
-                    ledger.write("INSERT INTO seen_events (key, seen_at) VALUES ('outside', 'now')")
+                    ledger.database.write("INSERT INTO seen_events (key, seen_at) VALUES ('outside', 'now')")
                 )
             )
             await asyncio.sleep(0.01)  # the write is queued behind the transaction, not inside it
@@ -276,31 +270,29 @@ async def test_a_write_waits_for_an_open_transaction_instead_of_joining_it(ledge
     with pytest.raises(RuntimeError):
         await rolled_back()
     await written[0]
-    async with ledger.connection.execute("SELECT key FROM seen_events ORDER BY key") as cursor:
-        keys = [row[0] for row in await cursor.fetchall()]
-    assert keys == ["outside"]
+    assert await ledger.database.fetchall("SELECT key FROM seen_events ORDER BY key") == [("outside",)]
 
 
-async def test_purge_forgets_old_prompts_but_keeps_the_money(tmp_path: Path) -> None:
-    clock = MovableClock(datetime(2026, 1, 1, tzinfo=UTC))
-    ledger = await Ledger.open(f"sqlite:///{tmp_path}/l.db", default_limit=1000, clock=clock)
+async def test_purge_forgets_old_prompts_but_keeps_the_money(database_url: str) -> None:
+    clock = FakeClock(utc_start=datetime(2026, 1, 1, tzinfo=UTC))
+    ledger = await Ledger.open(database_url, default_limit=1000, clock=clock)
     try:
         old = await ledger.reserve(SCOPE, 10, user="u", service="image", prompt="a fox", request_id="1")
         still_held = await ledger.reserve(SCOPE, 20, user="u", service="song", prompt="a sea", request_id="2")
         assert isinstance(old, Hold) and isinstance(still_held, Hold)
         await ledger.settle(old, 10)
-        clock.moment += timedelta(days=20)
+        await clock.advance(timedelta(days=20).total_seconds())
         recent = await ledger.reserve(SCOPE, 30, user="u", service="chat", prompt="hello", request_id="3")
         assert isinstance(recent, Hold)
         await ledger.settle(recent, 30)
-        clock.moment += timedelta(days=11)  # the first two are 31 days old, the third 11
+        await clock.advance(timedelta(days=11).total_seconds())  # the first two are 31 days old, the third 11
 
         assert await ledger.purge(timedelta(days=30)) == 1
         report = await ledger.report(SCOPE)
         kept = {row.request_id: (row.prompt, row.charged) for row in report.recent}
         assert kept == {"1": ("", 10), "2": ("a sea", 0), "3": ("hello", 30)}
         shown = format_report(report).splitlines()
-        assert "• 01-01 00:00 image $0.00001 charged" in shown  # no prompt left to quote
+        assert "• 01-01 00:00 <@u> image $0.00001 charged" in shown  # no prompt left to quote
         assert await ledger.purge(timedelta(days=30)) == 0
     finally:
         await ledger.close()

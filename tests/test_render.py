@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from core.clock import FakeClock, settle
+import pytest
+
+from core.pacing import Pace, TokenBucket
 from core.parts import Audio, Failure, Image, Media, Part, Status, TextDelta
-from core.render import MessageState, View, render, split_text
+from core.render import MessageState, View, render
+from core.splitting import split_text
+from tests.clock import FakeClock, settle
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Call:
 class RecordingSurface:
     clock: FakeClock
     max_chars: int = 200
-    edit_interval: float = 1.0
+    pace: Pace = field(default_factory=lambda: Pace(burst=2, per_second=1.0))
     calls: list[Call] = field(default_factory=list)
     delay: float = 0.0
 
@@ -78,12 +81,16 @@ async def from_parts(parts: Sequence[Part], surface: RecordingSurface) -> None:
         for part in parts:
             yield part
 
-    await render(stream(), surface, clock=surface.clock)
+    # Virtual time runs on until the answer is out: edits may wait for the bucket to refill.
+    task = asyncio.create_task(render(stream(), surface, clock=surface.clock))
+    while not task.done():
+        await surface.clock.advance(0.1)
+    await task
 
 
-async def test_first_text_is_posted_at_once_and_later_text_coalesced_once_per_interval() -> None:
+async def test_edits_keep_the_rate_and_the_final_edit_does_not_wait() -> None:
     clock = FakeClock()
-    surface = RecordingSurface(clock)
+    surface = RecordingSurface(clock)  # 2 tokens, 1 a second, one kept for the final edit
     script = Script()
     task = await start(surface, script, clock)
 
@@ -94,26 +101,50 @@ async def test_first_text_is_posted_at_once_and_later_text_coalesced_once_per_in
     for _ in range(10):  # ten deltas within 0.5 s
         await clock.advance(0.05)
         await script.send(TextDelta(" there"))
-    assert len(surface.calls) == 1  # nothing yet: the interval has not passed
-    await clock.advance(0.5)
-    assert [call.kind for call in surface.calls] == ["post", "edit"]
-    assert surface.calls[1].at == 1.0
+    assert len(surface.calls) == 1  # the post spent the spare token: later text waits for a refill
+    await clock.advance(0.49)
+    assert len(surface.calls) == 1
+    await clock.advance(0.01)
+    assert [(call.kind, call.at) for call in surface.calls[1:]] == [("edit", pytest.approx(1.0))]
     assert surface.calls[1].view == View("Hello" + " there" * 10, MessageState.STREAMING)
 
     for _ in range(30):
         await clock.advance(0.1)
         await script.send(TextDelta("."))
+    ended_at = clock.now()
     await script.send(None)
     await task
 
-    streaming_times = [call.at for call in surface.calls[:-1]]  # the final edit may follow at once
-    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(streaming_times))
+    streaming_times = [call.at for call in surface.calls[1:-1]]
+    assert streaming_times == pytest.approx([1.0, 2.0, 3.0, 4.0])
     final = surface.calls[-1]
     assert final.kind == "edit" and final.view is not None
     assert final.view == View("Hello" + " there" * 10 + "." * 30, MessageState.DONE)
+    assert final.at == ended_at, "the final edit goes as soon as the stream ends, from the kept token"
 
 
-async def test_first_text_replaces_a_progress_line_at_once_then_edits_keep_the_interval() -> None:
+async def test_a_burst_of_edits_goes_out_at_once_when_the_bucket_is_full() -> None:
+    clock = FakeClock()
+    surface = RecordingSurface(clock, pace=Pace(burst=4, per_second=1.0))
+    script = Script()
+    task = await start(surface, script, clock)
+    await script.send(TextDelta("a"))  # the post: 4 → 3 tokens
+    for letter in "bcd":
+        await clock.advance(0.01)
+        await script.send(TextDelta(letter))
+    # Two routine edits at once, then the last token is kept: "d" waits for a refill.
+    assert [(call.kind, call.at) for call in surface.calls] == [
+        ("post", 0.0),
+        ("edit", 0.01),
+        ("edit", 0.02),
+    ]
+    await script.send(None)
+    await task
+    assert [(call.kind, call.at) for call in surface.calls[3:]] == [("edit", 0.03)]
+    assert surface.messages() == ["abcd"]
+
+
+async def test_first_text_replaces_a_progress_line_at_once_then_edits_wait_for_a_token() -> None:
     clock = FakeClock()
     surface = RecordingSurface(clock)
     script = Script()
@@ -121,9 +152,9 @@ async def test_first_text_replaces_a_progress_line_at_once_then_edits_keep_the_i
 
     await script.send(Status("Queued"))
     await clock.advance(0.1)
-    await script.send(Status("Thinking"))  # due at 1.0, an interval after the post
+    await script.send(Status("Thinking"))  # routine: waits for a token beyond the kept one
     await clock.advance(0.1)
-    await script.send(TextDelta("Hello"))
+    await script.send(TextDelta("Hello"))  # urgent: takes the kept token at once
     assert [(call.kind, call.at, call.view) for call in surface.calls] == [
         ("post", 0.0, View("", MessageState.STREAMING, "Queued")),
         ("edit", 0.2, View("Hello", MessageState.STREAMING)),
@@ -131,10 +162,10 @@ async def test_first_text_replaces_a_progress_line_at_once_then_edits_keep_the_i
 
     await clock.advance(0.1)
     await script.send(TextDelta(" world"))
-    await clock.advance(0.8)
-    assert len(surface.calls) == 2  # later text waits a whole interval after the first text
+    await clock.advance(1.6)
+    assert len(surface.calls) == 2  # a routine edit waits until a token is left over for the last one
     await clock.advance(0.1)
-    assert [(call.kind, call.at) for call in surface.calls[2:]] == [("edit", 1.2)]
+    assert [(call.kind, call.at) for call in surface.calls[2:]] == [("edit", pytest.approx(2.0))]
     await script.send(None)
     await task
     assert surface.messages() == ["Hello world"]
@@ -259,7 +290,111 @@ async def test_failure_alone_is_posted_as_failed() -> None:
     ]
 
 
-def test_plain_view_has_marker_only_while_streaming() -> None:
-    assert View("hi", MessageState.STREAMING).plain() == "hi ⚪"
-    assert View("hi", MessageState.DONE).plain() == "hi"
-    assert View("", MessageState.STREAMING, "Queued").plain() == "_⏳ Queued_"
+async def test_an_answer_with_nothing_to_show_gets_the_opening_line_after_the_delay() -> None:
+    clock = FakeClock()
+    surface = RecordingSurface(clock)
+    script = Script()
+    task = asyncio.create_task(
+        render(script.parts(), surface, clock=clock, opening="Working on it…", opening_delay=1.0)
+    )
+    await settle()
+    await clock.advance(0.99)
+    assert surface.calls == []
+    await clock.advance(0.01)
+    assert [(call.kind, call.at, call.view) for call in surface.calls] == [
+        ("post", 1.0, View("", MessageState.STREAMING, "Working on it…"))
+    ]
+    await clock.advance(2.0)
+    await script.send(TextDelta("Hi"))
+    assert [(call.kind, call.at, call.view) for call in surface.calls[1:]] == [
+        ("edit", 3.0, View("Hi", MessageState.STREAMING))
+    ], "the first text replaces the opening line at once"
+    await script.send(None)
+    await task
+    assert surface.messages() == ["Hi"]
+
+
+async def test_an_answer_that_starts_before_the_delay_gets_no_opening_line() -> None:
+    clock = FakeClock()
+    surface = RecordingSurface(clock)
+    script = Script()
+    task = asyncio.create_task(
+        render(script.parts(), surface, clock=clock, opening="Working on it…", opening_delay=1.0)
+    )
+    await settle()
+    await clock.advance(0.5)
+    await script.send(TextDelta("Hi"))
+    await clock.advance(5.0)
+    await script.send(None)
+    await task
+    assert [(call.kind, call.at, call.view) for call in surface.calls] == [
+        ("post", 0.5, View("Hi", MessageState.STREAMING)),
+        ("edit", 5.5, View("Hi", MessageState.DONE)),
+    ]
+    assert clock.sleepers == 0, "the opening timer is gone"
+
+
+async def test_render_returns_all_the_streamed_text_across_messages_and_media() -> None:
+    clock = FakeClock()
+    surface = RecordingSurface(clock, max_chars=100)
+    image = Image(data=b"png", filename="a.png", mime_type="image/png", prompt="a")
+    pieces = [f"Sentence {n} with some words in it. " for n in range(12)]
+    parts: list[Part] = [TextDelta(piece) for piece in pieces[:6]] + [image]
+    parts += [TextDelta(piece) for piece in pieces[6:]]
+
+    async def stream() -> AsyncIterator[Part]:
+        for part in parts:
+            yield part
+
+    task = asyncio.create_task(render(stream(), surface, clock=clock))
+    while not task.done():
+        await clock.advance(0.1)
+    rendered = await task
+    assert rendered.text == "".join(pieces)
+    assert len(surface.messages()) > 2
+
+
+async def test_the_parts_are_closed_when_rendering_is_cancelled() -> None:
+    clock = FakeClock()
+    surface = RecordingSurface(clock)
+    closed = asyncio.Event()
+
+    async def stream() -> AsyncIterator[Part]:
+        try:
+            yield TextDelta("one")
+            await asyncio.Event().wait()
+            yield TextDelta("never")
+        finally:
+            closed.set()
+
+    task = asyncio.create_task(render(stream(), surface, clock=clock))
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed.is_set()
+    assert surface.calls[-1].view == View("one", MessageState.DONE), "the last edit still lands"
+
+
+async def _parts(*parts: Part) -> AsyncIterator[Part]:
+    for part in parts:
+        yield part
+
+
+async def test_answers_sharing_a_destination_bucket_share_its_edits_but_not_their_posts() -> None:
+    clock = FakeClock()
+    channel = TokenBucket(Pace(burst=2, per_second=1.0), clock=clock)
+    surfaces = [RecordingSurface(clock) for _ in range(3)]
+    answers = [
+        asyncio.create_task(render(_parts(TextDelta(f"answer {n}")), surface, clock=clock, bucket=channel))
+        for n, surface in enumerate(surfaces)
+    ]
+    await settle()
+    assert [[(call.kind, call.at) for call in surface.calls] for surface in surfaces] == [
+        [("post", 0.0), ("edit", 0.0)],
+        [("post", 0.0), ("edit", 0.0)],
+        [("post", 0.0)],  # the channel's two edit tokens are spent: the third final edit waits
+    ]
+    await clock.advance(1.0)
+    await asyncio.gather(*answers)
+    assert [(call.kind, call.at) for call in surfaces[2].calls] == [("post", 0.0), ("edit", 1.0)]

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import SettingsError, environment_variables, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
+    for name in environment_variables():
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no developer .env
 
 
@@ -36,7 +36,7 @@ def test_values_come_from_the_environment_and_dotenv(monkeypatch: pytest.MonkeyP
     settings = load_settings()
     assert settings.cost("default_budget") == 5_500_000
     assert settings.cost("image_cost") == 80_000
-    assert settings.discord_guild_ids == ["1", "2"]
+    assert settings.discord.guild_ids == (1, 2)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,9 @@ def test_values_come_from_the_environment_and_dotenv(monkeypatch: pytest.MonkeyP
         ("LOG_LEVEL", "LOUD"),
         ("DISCORD_GUILD_IDS", "abc"),
         ("SLACK_PORT", "99999"),
+        ("SLACK_PORT", "0"),
+        ("BUDGET_VISIBLE_TO", "nobody"),
+        ("DISCORD_APPLICATION_ID", "abc"),
     ],
 )
 def test_an_invalid_value_names_the_variable(
@@ -65,9 +68,41 @@ def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M))
-    assert {name.upper() for name in Settings.model_fields} <= documented
+    assert environment_variables() <= documented
 
 
 def test_readme_documents_every_setting() -> None:
     documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", (REPO / "README.md").read_text()))
-    assert {name.upper() for name in Settings.model_fields} - documented == set()
+    assert environment_variables() - documented == set()
+
+
+def test_a_blank_platform_secret_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.platforms import platform_starters
+
+    for name in ("DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        monkeypatch.setenv(name, "  ")
+    settings = load_settings()
+    assert settings.discord.token is None and settings.slack.bot_token is None
+    assert platform_starters(settings) == {}
+
+
+def test_platform_settings_nest_under_their_prefix_and_their_secrets_are_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "discord-secret")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "slack-secret")
+    monkeypatch.setenv("SLACK_ADMIN_IDS", "U0123ABCD")
+    monkeypatch.setenv("BUDGET_VISIBLE_TO", "everyone")
+
+    settings = load_settings()
+
+    assert settings.discord.budget_visible_to == settings.slack.budget_visible_to == "everyone"
+    assert settings.slack.admin_ids == {"U0123ABCD"}
+    assert {"discord-secret", "slack-secret"} <= set(settings.secret_values())
+    shown = repr(settings) + str(settings.discord) + str(settings.slack)
+    assert "discord-secret" not in shown and "slack-secret" not in shown
+
+
+def test_overrides_are_named_like_the_variables() -> None:
+    settings = load_settings(_env_file=None, discord_follow_ups="mention", slack_port=4000)
+    assert settings.discord.follow_ups == "mention" and settings.slack.port == 4000

@@ -1,4 +1,6 @@
-"""The terminal chat: reads lines, turns them into core requests, renders the answers."""
+"""The terminal chat: reads lines, turns them into core requests, renders the answers. The console
+is a scope of its own (``console:local``) and its user is that scope's admin, so every budget and
+access command can be tried offline."""
 
 from __future__ import annotations
 
@@ -7,14 +9,12 @@ import contextlib
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from adapters.console.surface import ConsoleSurface
-from core.budget import budget_command
-from core.commands import ALL_COMMANDS, BY_NAME, help_text
-from core.conversations import forget_command
+from core.commands.dispatcher import CommandContext, Dispatcher, Reply
 from core.engine import Engine
-from core.parts import Intent, Request, Scope
+from core.parts import Access, Request, Scope
 from core.render import render
 
 CONSOLE_SCOPE = Scope("console", "local")
@@ -32,6 +32,14 @@ class ConsoleChat:
         self._out = out
         self._media_dir = media_dir
         self._echo = echo
+        self._commands = Dispatcher(
+            ledger=engine.ledger,
+            conversations=engine.conversations,
+            intents=engine.intents,
+            policies=engine.policies,
+            dashboard=engine.dashboard,
+        )
+        self._conversation = CONSOLE_CONVERSATION if engine.conversations is not None else None
 
     async def handle_line(self, line: str) -> bool:
         """Answer one line; return False when the user asked to quit."""
@@ -41,49 +49,25 @@ class ConsoleChat:
         if self._echo:
             self._print(f"> {line}")
         if not line.startswith("/"):
-            await self._ask(line)
+            await self._ask(Request(**self._where(), text=line, access=Access(admin=True)))
             return True
         name, _, args = line[1:].partition(" ")
-        name = name.lower()
-        if name in ("quit", "exit"):
+        if name.lower() in ("quit", "exit"):
             return False
-        if name == "help":
-            self._print(help_text(ALL_COMMANDS))
-        elif name == "budget":
-            self._print(
-                await budget_command(
-                    self._engine.ledger,
-                    CONSOLE_SCOPE,
-                    args,
-                    user=CONSOLE_USER,
-                    can_view=True,
-                    can_change=True,
-                )
-            )
-        elif name == "forget":
-            self._print(await self._forget(args))
-        elif name in BY_NAME and BY_NAME[name].intent is not None:
-            await self._ask(args, BY_NAME[name].intent)
+        context = CommandContext(**self._where(), admin=True)
+        outcome = await self._commands.dispatch(name, args, context)
+        if isinstance(outcome, Reply):
+            self._print(outcome.text + ("\n• `/quit`: leave" if name.lower() == "help" else ""))
         else:
-            self._print(f"Unknown command /{name}.\n{help_text(ALL_COMMANDS)}\n• `/help`, `/quit`")
+            await self._ask(outcome)
         return True
 
-    async def _ask(self, text: str, intent: Intent | None = None) -> None:
-        request = Request(
-            scope=CONSOLE_SCOPE,
-            user=CONSOLE_USER,
-            text=text,
-            intent=intent,
-            conversation=CONSOLE_CONVERSATION,
-        )
+    def _where(self) -> dict[str, Any]:
+        return {"scope": CONSOLE_SCOPE, "user": CONSOLE_USER, "conversation": self._conversation}
+
+    async def _ask(self, request: Request) -> None:
         surface = ConsoleSurface(self._out, self._media_dir)
         await render(self._engine.handle(request), surface)
-
-    async def _forget(self, args: str) -> str:
-        store = self._engine.conversations
-        if store is None:
-            return "I don't remember conversations here, so there's nothing to forget."
-        return await forget_command(store, CONSOLE_CONVERSATION, CONSOLE_SCOPE, args, can_forget_scope=True)
 
     def _print(self, text: str) -> None:
         self._out.write(text.rstrip("\n") + "\n")

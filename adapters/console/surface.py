@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 from typing import TextIO
 
+from core.pacing import UNLIMITED
 from core.parts import Audio, Image, Media
 from core.render import MessageState, View
 
@@ -14,7 +15,7 @@ class ConsoleSurface:
     """Prints one conversation. Terminals have no edit, so each edit prints only what is new."""
 
     max_chars = 100_000
-    edit_interval = 0.05
+    pace = UNLIMITED
 
     def __init__(self, out: TextIO, media_dir: Path) -> None:
         self._out = out

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import discord
-import yarl
 from discord import app_commands
 
+from adapters.discord.commands import build_commands
 from adapters.discord.config import DiscordConfig
 from adapters.discord.conversations import (
     command_conversation,
@@ -30,6 +29,17 @@ from adapters.discord.outlets import (
     ReplyOutlet,
 )
 from adapters.discord.pacing import RequestPacer
+from adapters.discord.places import (
+    DM_PLATFORM,
+    PLATFORM,
+    interaction_destination,
+    interaction_scope,
+    message_destination,
+    message_scope,
+    policy_channel,
+    role_ids,
+    snowflake,
+)
 from adapters.discord.surface import (
     COLOURS,
     DiscordSurface,
@@ -37,145 +47,27 @@ from adapters.discord.surface import (
     safe_filename,
     view_embed,
 )
-from core.budget import budget_command
-from core.clock import Clock, SystemClock
-from core.commands import BY_NAME
-from core.conversations import ConversationStore, forget_command
+from adapters.discord.surface import PACE as DISCORD_PACE
+from core.clock import Clock
+from core.commands import Command
+from core.commands.dispatcher import CommandContext, Dispatcher, Reply
 from core.engine import Engine, Resumption
 from core.health import Readiness
-from core.jobs import JobState
+from core.inflight import Inflight
 from core.ledger import Ledger
-from core.parts import Destination, Intent, Part, Request, Scope, TextDelta
+from core.pacing import Buckets
+from core.parts import Access, Destination, Intent, Part, Request, Scope
 from core.render import FAILURE_PREFIX, MessageState, View, render
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "discord"
-"""The name in destinations and readiness; also the scope platform of guilds."""
-GUILD_PLATFORM = PLATFORM
-DM_PLATFORM = "discord-dm"
-SHUTDOWN_GRACE_S = 5.0
-"""How long closing waits for answers to send their last edit (cancelled ones after refunding)."""
 LONG_JOBS = frozenset({Intent.SONG})
 """Intents whose work may outlive the 15-minute interaction token."""
 DM_UNFUNDED = (
     "Direct messages aren't funded on this bot, so I can't make anything here. "
     "Mention me in a server we share, or use my slash commands there."
 )
-INTERRUPTED = "I was stopped before finishing this. Nothing was charged for it; please ask again."
-KEPT = "⏸️ I'm restarting. This is still being made, and I'll post it here when I'm back."
-KEPT_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
-"""Job states an interrupted answer is left in when the engine keeps it for the next start."""
 _HEADING = re.compile(r"^#+\s+(.+)$", re.MULTILINE)
-FORGET_FAILED = "Something went wrong while forgetting, so some of it may still be stored. Please try again."
-INTENT_REFUSED = (
-    "Discord refused the Message Content intent (gateway close 4014), which DISCORD_FOLLOW_UPS=thread "
-    "needs to read follow-ups that don't mention the bot. Turn on Developer Portal → your application → "
-    "Bot → Privileged Gateway Intents → Message Content Intent and restart, or set "
-    "DISCORD_FOLLOW_UPS=mention. Carrying on without it: only mentions, replies that ping the bot "
-    "and DMs are answered."
-)
-
-
-def point_at(config: DiscordConfig) -> None:
-    """Send discord.py's REST calls and gateway connection to the configured servers.
-
-    discord.py keeps both as class attributes, so this affects every client in the process.
-    """
-    discord.http.Route.BASE = config.api_url.rstrip("/")
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
-
-
-async def run_discord(
-    config: DiscordConfig,
-    *,
-    engine: Engine,
-    ledger: Ledger,
-    clock: Clock | None = None,
-    readiness: Readiness | None = None,
-    resumptions: Sequence[Resumption] = (),
-) -> None:
-    """Connect to Discord and answer until cancelled; the client is closed on the way out.
-
-    ``readiness`` hears whether the gateway connection is up. ``resumptions`` (jobs a previous
-    process left unfinished) are delivered to their stored destinations once connected. When
-    cancelled, answers whose stream has already ended still send their last edit; others are
-    cancelled (the engine refunds them, or keeps a checkpointed job for the next start when it
-    is shutting down) and say which.
-    """
-    point_at(config)
-
-    def client_for(chosen: DiscordConfig, pending: Sequence[Resumption]) -> StudioClient:
-        return StudioClient(
-            chosen,
-            engine=engine,
-            ledger=ledger,
-            clock=clock or SystemClock(),
-            readiness=readiness,
-            resumptions=pending,
-        )
-
-    client = client_for(config, resumptions)
-    try:
-        await _serve(client)
-    except discord.PrivilegedIntentsRequired:
-        if config.follow_ups == "mention":
-            raise
-        # Asking again with the same intents would only be refused again; without the Message
-        # Content intent everything but unmentioned follow-ups still works.
-        log.error(INTENT_REFUSED)
-        await _serve(client_for(replace(config, follow_ups="mention"), client.undelivered))
-
-
-async def _serve(client: StudioClient) -> None:
-    async with client:
-        try:
-            await client.start(client.config.token)
-        except discord.LoginFailure:
-            log.error("Discord rejected DISCORD_TOKEN: copy a fresh token from the Developer Portal")
-            raise
-
-
-def message_scope(message: discord.Message) -> Scope:
-    """Who pays for a message: its guild, or the author in a DM."""
-    guild_id = _guild_id(message)
-    if guild_id:
-        return Scope(GUILD_PLATFORM, str(guild_id))
-    return Scope(DM_PLATFORM, str(message.author.id))
-
-
-def interaction_scope(interaction: discord.Interaction[Any]) -> Scope:
-    if interaction.guild_id is not None:
-        return Scope(GUILD_PLATFORM, str(interaction.guild_id))
-    return Scope(DM_PLATFORM, str(interaction.user.id))
-
-
-def message_destination(message: discord.Message) -> Destination:
-    """Where to answer a mention after a restart: its channel (a thread is a channel), replying to it."""
-    return Destination(
-        platform=PLATFORM,
-        channel=str(message.channel.id),
-        message=str(message.id),
-        extra={"guild": str(_guild_id(message) or ""), "user": str(message.author.id)},
-    )
-
-
-def _guild_id(message: discord.Message) -> int | None:
-    if message.guild is not None:
-        return message.guild.id
-    guild_id: int | None = getattr(message.channel, "guild_id", None)  # a channel discord.py has not cached
-    return guild_id
-
-
-def interaction_destination(interaction: discord.Interaction[Any], *, message_id: int | None) -> Destination:
-    """Where to answer a slash command after a restart: under the message its answer goes under
-    (the deferred response), as plain channel messages, since the interaction token expires."""
-    return Destination(
-        platform=PLATFORM,
-        channel=str(interaction.channel_id or ""),
-        message=str(message_id) if message_id is not None else None,
-        extra={"guild": str(interaction.guild_id or ""), "user": str(interaction.user.id)},
-    )
 
 
 def markdown_filename(text: str) -> str:
@@ -197,6 +89,7 @@ class StudioClient(discord.Client):
         clock: Clock,
         readiness: Readiness | None = None,
         resumptions: Sequence[Resumption] = (),
+        commands: Dispatcher | None = None,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
@@ -216,15 +109,32 @@ class StudioClient(discord.Client):
         self.ledger = ledger
         self.clock = clock
         self.pacer = RequestPacer(clock=clock)
+        """Every call of every answer takes a turn: Discord's global limit."""
+        self.edits = Buckets(DISCORD_PACE, clock=clock)
+        """Edits per channel, shared by the answers written there."""
         self.readiness = readiness
         self.tree = app_commands.CommandTree(self)
-        self._jobs: set[asyncio.Task[Any]] = set()
-        self._finishing: set[asyncio.Task[Any]] = set()
-        """Running answers whose stream has ended: only their last writes are left."""
+        self.commands = commands or Dispatcher(
+            ledger=ledger,
+            conversations=engine.conversations,
+            intents=engine.intents,
+            budget_visible_to=config.budget_visible_to,
+            policies=engine.policies,
+            roles=True,
+            dashboard=engine.dashboard,
+        )
+        self.inflight = Inflight()
+        """Answers being delivered; ``close`` lets them post their last words."""
         self._resumptions = list(resumptions)
         if readiness is not None:
             readiness.expect(PLATFORM)
-        self._add_commands()
+        for command in build_commands(
+            self.commands.commands,
+            self._invoke,
+            allow_dms=config.allow_dms,
+            admin_only=self.commands.admin_only,
+        ):
+            self.tree.add_command(command)
 
     # --- start-up -------------------------------------------------------------------------------
 
@@ -248,33 +158,11 @@ class StudioClient(discord.Client):
             )
 
     async def close(self) -> None:
-        """Stop answering, then disconnect. While the connection still works, running answers
-        are cancelled (each says whether it was refunded or kept by the engine for the next
-        start) and answers whose stream already ended are left to send their last edit."""
+        """Let running answers post their last words while the connection still works, then
+        disconnect. (At shutdown the engine has already ended their streams.)"""
         self._set_ready(False)
-        running = {task for task in self._jobs if not task.done()}
-        for task in running - self._finishing:
-            task.cancel()
-        if running:
-            await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
+        await self.inflight.finish()
         await super().close()
-
-    @contextlib.contextmanager
-    def _job(self) -> Iterator[None]:
-        """Track the current task as a running answer until the block ends."""
-        task = asyncio.current_task()
-        if task is None:
-            yield
-            return
-        self._jobs.add(task)
-        try:
-            yield
-        finally:
-            self._forget(task)
-
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._jobs.discard(task)
-        self._finishing.discard(task)
 
     def _set_ready(self, ready: bool) -> None:
         if self.readiness is not None:
@@ -303,11 +191,7 @@ class StudioClient(discord.Client):
         """Start delivering every resumed job, once (``on_ready`` fires again after a re-identify)."""
         pending, self._resumptions = self._resumptions, []
         for resumption in pending:
-            task = asyncio.create_task(
-                self._deliver(resumption), name=f"discord-resume-{resumption.request.id}"
-            )
-            self._jobs.add(task)
-            task.add_done_callback(self._forget)
+            self.inflight.spawn(self._deliver(resumption), name=f"discord-resume-{resumption.request.id}")
 
     async def _deliver(self, resumption: Resumption) -> None:
         request = resumption.request
@@ -330,15 +214,15 @@ class StudioClient(discord.Client):
     def _destination_outlet(
         self, destination: Destination, *, requester: str, on_sent: OnSent | None
     ) -> DestinationOutlet | None:
-        channel_id = _snowflake(destination.channel)
+        channel_id = snowflake(destination.channel)
         if destination.platform != PLATFORM or channel_id is None:
             return None
-        guild_id = _snowflake(destination.extra.get("guild"))
+        guild_id = snowflake(destination.extra.get("guild"))
         guild = self.get_guild(guild_id) if guild_id is not None else None
         return DestinationOutlet(
             self.get_partial_messageable(channel_id, guild_id=guild_id),
-            origin_id=_snowflake(destination.message),
-            requester_id=_snowflake(destination.extra.get("user") or requester),
+            origin_id=snowflake(destination.message),
+            requester_id=snowflake(destination.extra.get("user") or requester),
             file_limit=guild.filesize_limit if guild is not None else FALLBACK_FILE_LIMIT,
             on_sent=on_sent,
         )
@@ -353,6 +237,9 @@ class StudioClient(discord.Client):
         dm = scope.platform == DM_PLATFORM
         if dm and not self.config.allow_dms:
             return
+        channel = policy_channel(message.channel)
+        if not dm and not await self.engine.policies.listens(scope, channel):
+            return  # switched off here: no answer, no charge
         mentioned = any(user.id == me.id for user in message.mentions)
         conversation: str | None = None
         if self.conversations is not None:
@@ -366,106 +253,61 @@ class StudioClient(discord.Client):
                 return
         elif not (mentioned or dm):
             return
-        if not await self.ledger.first_sighting(f"discord:message:{message.id}"):
+        if not await self.ledger.database.first_sighting(f"discord:message:{message.id}"):
             return
         text = re.sub(rf"<@!?{me.id}>", " ", message.content).strip()
         outlet = ReplyOutlet(message, on_sent=self._linker(conversation, scope))
+        author = message.author
         request = Request(
             scope=scope,
-            user=str(message.author.id),
+            user=str(author.id),
             text=text,
             destination=message_destination(message),
             conversation=conversation,
+            access=Access(
+                channel=None if dm else channel,
+                roles=role_ids(author),
+                admin=dm or (isinstance(author, discord.Member) and author.guild_permissions.manage_guild),
+            ),
         )
         try:
             if await self._unfunded_dm(scope):
                 await outlet.refuse(_notice(DM_UNFUNDED))
                 return
-            with self._job():
+            with self.inflight.track():
                 await self._render(request, self.engine.handle(request), outlet)
         except Exception:
             log.exception("answering message %s failed", message.id)
 
     # --- slash commands -----------------------------------------------------------------------------
 
-    def _add_commands(self) -> None:
-        contexts = app_commands.AppCommandContext(guild=True, dm_channel=self.config.allow_dms)
-        installs = app_commands.AppInstallationType(guild=True, user=False)
-
-        def generation(name: str, intent: Intent) -> app_commands.Command[Any, Any, None]:
-            @app_commands.describe(prompt="What you'd like")
-            async def callback(interaction: discord.Interaction[Any], prompt: str) -> None:
-                await self._generate(interaction, intent, prompt)
-
-            return app_commands.Command(
-                name=name,
-                description=BY_NAME[name].description,
-                callback=callback,
-                allowed_contexts=contexts,
-                allowed_installs=installs,
-            )
-
-        for name, intent in (("imagine", Intent.IMAGE), ("song", Intent.SONG), ("research", Intent.RESEARCH)):
-            self.tree.add_command(generation(name, intent))
-
-        admins_only = self.config.budget_visible_to == "admins"
-        budget = app_commands.Group(
-            name="budget",
-            description=BY_NAME["budget"].description,
-            default_permissions=discord.Permissions(manage_guild=True) if admins_only else None,
-            allowed_contexts=contexts,
-            allowed_installs=installs,
+    async def _invoke(self, interaction: discord.Interaction[Any], command: Command, text: str) -> None:
+        """A slash command: the core answers it, or hands back a request to render here."""
+        scope = interaction_scope(interaction)
+        direct = scope.platform == DM_PLATFORM
+        conversation = None
+        if command.conversational and self.conversations is not None:
+            try:
+                conversation = await current_conversation(interaction, self.conversations)
+            except Exception:
+                log.exception("could not look up the conversation for interaction %s", interaction.id)
+        context = CommandContext(
+            scope=scope,
+            user=str(interaction.user.id),
+            admin=direct or interaction.permissions.manage_guild,
+            direct=direct,
+            conversation=conversation,
+            channel=None if direct else policy_channel(interaction.channel),
+            roles=role_ids(interaction.user),
         )
+        outcome = await self.commands.dispatch(command.name, text, context)
+        if isinstance(outcome, Reply):
+            embed = discord.Embed(description=outcome.text, colour=COLOURS[MessageState.DONE])
+            await interaction.response.send_message(embed=embed, ephemeral=outcome.private)
+            return
+        await self._generate(interaction, outcome)
 
-        async def show(interaction: discord.Interaction[Any]) -> None:
-            await self._budget(interaction, "show")
-
-        @app_commands.describe(amount="Monthly limit in dollars, e.g. 25 or 12.50")
-        async def set_limit(interaction: discord.Interaction[Any], amount: str) -> None:
-            await self._budget(interaction, f"set {amount}")
-
-        async def reset(interaction: discord.Interaction[Any]) -> None:
-            await self._budget(interaction, "reset")
-
-        for name, description, callback in (
-            ("show", "Limit, spend, what remains and the last transactions", show),
-            ("set", "Set the monthly limit (Manage Server)", set_limit),
-            ("reset", "Restore the default monthly limit (Manage Server)", reset),
-        ):
-            budget.add_command(app_commands.Command(name=name, description=description, callback=callback))
-        self.tree.add_command(budget)
-        if self.conversations is not None:
-            self._add_conversation_commands(self.conversations, contexts, installs)
-
-    def _add_conversation_commands(
-        self,
-        store: ConversationStore,
-        contexts: app_commands.AppCommandContext,
-        installs: app_commands.AppInstallationType,
-    ) -> None:
-        """``/summary [focus]`` and ``/forget [all]``: offered only when conversations are remembered."""
-
-        @app_commands.describe(focus="What the summary should concentrate on (optional)")
-        async def summary(interaction: discord.Interaction[Any], focus: str = "") -> None:
-            await self._generate(interaction, Intent.SUMMARY, focus)
-
-        @app_commands.describe(everything="Forget every conversation in this server (Manage Server)")
-        @app_commands.rename(everything="all")
-        async def forget(interaction: discord.Interaction[Any], everything: bool = False) -> None:
-            await self._forget_conversation(interaction, store, "all" if everything else "")
-
-        for name, callback in (("summary", summary), ("forget", forget)):
-            self.tree.add_command(
-                app_commands.Command(
-                    name=name,
-                    description=BY_NAME[name].description,
-                    callback=callback,
-                    allowed_contexts=contexts,
-                    allowed_installs=installs,
-                )
-            )
-
-    async def _generate(self, interaction: discord.Interaction[Any], intent: Intent, prompt: str) -> None:
+    async def _generate(self, interaction: discord.Interaction[Any], request: Request) -> None:
         try:
             deferred = await interaction.response.defer(thinking=True)
         except discord.HTTPException as error:
@@ -475,11 +317,12 @@ class StudioClient(discord.Client):
         if anchor_id is None:
             with contextlib.suppress(discord.HTTPException):
                 anchor_id = (await interaction.original_response()).id
-        scope = interaction_scope(interaction)
-        conversation = await self._command_conversation(interaction, intent, anchor_id=anchor_id)
-        on_sent = self._linker(conversation, scope)
+        if request.conversation is None and self.conversations is not None:
+            request = replace(request, conversation=command_conversation(interaction, anchor_id=anchor_id))
+        request = replace(request, destination=interaction_destination(interaction, message_id=anchor_id))
+        on_sent = self._linker(request.conversation, request.scope)
         outlet: Outlet
-        if intent in LONG_JOBS:
+        if request.intent in LONG_JOBS:
             anchor = (
                 f"🎵 Composing for {interaction.user.mention}: songs take a few minutes, "
                 "so progress and the song follow here."
@@ -487,19 +330,11 @@ class StudioClient(discord.Client):
             outlet = ChannelOutlet(interaction, anchor=anchor, on_sent=on_sent)
         else:
             outlet = InteractionOutlet(interaction, on_sent=on_sent)
-        request = Request(
-            scope=scope,
-            user=str(interaction.user.id),
-            text=prompt,
-            intent=intent,
-            destination=interaction_destination(interaction, message_id=anchor_id),
-            conversation=conversation,
-        )
         try:
-            if await self._unfunded_dm(scope):
+            if await self._unfunded_dm(request.scope):
                 await outlet.refuse(_notice(DM_UNFUNDED))
                 return
-            with self._job():
+            with self.inflight.track():
                 await self._render(request, self.engine.handle(request), outlet)
         except Exception:
             log.exception("answering interaction %s failed", interaction.id)
@@ -508,54 +343,10 @@ class StudioClient(discord.Client):
                     embed=_notice(f"I couldn't deliver this answer (ref `{request.id}`)."), ephemeral=True
                 )
 
-    async def _command_conversation(
-        self, interaction: discord.Interaction[Any], intent: Intent, *, anchor_id: int | None
-    ) -> str | None:
-        """A summary reads the conversation it was asked in; other commands join or start one."""
-        if self.conversations is None:
-            return None
-        if intent is not Intent.SUMMARY:
-            return command_conversation(interaction, anchor_id=anchor_id)
-        try:
-            return await current_conversation(interaction, self.conversations)
-        except Exception:
-            log.exception("could not look up the conversation for interaction %s", interaction.id)
-            return None
-
-    async def _forget_conversation(
-        self, interaction: discord.Interaction[Any], store: ConversationStore, args: str
-    ) -> None:
-        scope = interaction_scope(interaction)
-        # The people who may change /budget may forget a whole server; in a DM the whole scope is
-        # the person's own conversations with the bot.
-        can_forget_scope = scope.platform == DM_PLATFORM or interaction.permissions.manage_guild
-        try:
-            conversation = await current_conversation(interaction, store)
-            answer = await forget_command(store, conversation, scope, args, can_forget_scope=can_forget_scope)
-        except Exception:
-            log.exception("/forget failed for interaction %s", interaction.id)
-            answer = FORGET_FAILED
-        embed = discord.Embed(description=answer, colour=COLOURS[MessageState.DONE])
-        await interaction.response.send_message(embed=embed, ephemeral=True)
-
     def _linker(self, conversation: str | None, scope: Scope) -> OnSent | None:
         if self.conversations is None or conversation is None:
             return None
         return linker(self.conversations, conversation, scope=scope)
-
-    async def _budget(self, interaction: discord.Interaction[Any], args: str) -> None:
-        scope = interaction_scope(interaction)
-        if scope.platform == DM_PLATFORM:
-            # In a DM the budget is the person's own allowance, set by the operator.
-            can_view, can_change = True, False
-        else:
-            can_change = interaction.permissions.manage_guild
-            can_view = can_change or self.config.budget_visible_to == "everyone"
-        answer = await budget_command(
-            self.ledger, scope, args, user=str(interaction.user.id), can_view=can_view, can_change=can_change
-        )
-        embed = discord.Embed(description=answer, colour=COLOURS[MessageState.DONE])
-        await interaction.response.send_message(embed=embed, ephemeral=True)
 
     # --- shared ---------------------------------------------------------------------------------------
 
@@ -566,71 +357,18 @@ class StudioClient(discord.Client):
 
     async def _render(self, request: Request, parts: AsyncIterator[Part], outlet: Outlet) -> None:
         """Render ``parts`` (the answer to ``request``) through ``outlet``; long text also arrives
-        as a file. Stopped mid-stream, it says whether the work is coming back or was refunded;
-        once the stream has ended, ``close`` lets the last writes finish."""
+        as a file."""
         surface = DiscordSurface(
-            outlet,
-            clock=self.clock,
-            edit_interval=self.config.edit_interval,
-            uploading_notice_bytes=self.config.uploading_notice_bytes,
-            pacer=self.pacer,
+            outlet, clock=self.clock, uploading_notice_bytes=self.config.uploading_notice_bytes
         )
-        pieces: list[str] = []
-        task = asyncio.current_task()
-        stream_ended = False
-
-        def end() -> None:
-            nonlocal stream_ended
-            stream_ended = True
-            if task is not None:
-                self._finishing.add(task)
-
-        stream = _collect_text(parts, pieces, on_end=end)
-        try:
-            async with contextlib.aclosing(stream):
-                await render(stream, surface, clock=self.clock)
-        except asyncio.CancelledError:
-            if not stream_ended:
-                notice = await self._interruption(request)
-                with contextlib.suppress(discord.HTTPException):
-                    await outlet.send(embed=notice)
-            raise
-        text = "".join(pieces)
-        if len(text) > surface.max_chars:
-            await surface.attach_text(text, filename=markdown_filename(text))
-
-    async def _interruption(self, request: Request) -> discord.Embed:
-        """What to say when stopped mid-answer: a job the engine kept (shutting down with a
-        provider checkpoint) comes back after the restart; anything else was refunded."""
-        try:
-            job = await self.engine.jobs.get(request.id) if self.engine.jobs is not None else None
-        except Exception:
-            log.exception("could not look up job %s", request.id)
-            job = None
-        if job is not None and job.state in KEPT_STATES:
-            return view_embed(View(KEPT, MessageState.DONE))
-        return _notice(INTERRUPTED)
-
-
-async def _collect_text(
-    parts: AsyncIterator[Part], pieces: list[str], *, on_end: Callable[[], None]
-) -> AsyncGenerator[Part, None]:
-    """Pass ``parts`` through, keeping the streamed text and calling ``on_end`` once they have
-    all arrived; close the source however it ends."""
-    try:
-        async for part in parts:
-            if isinstance(part, TextDelta):
-                pieces.append(part.text)
-            yield part
-        on_end()
-    finally:
-        close = getattr(parts, "aclose", None)
-        if close is not None:
-            await close()
-
-
-def _snowflake(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() else None
+        destination = request.destination
+        channel = destination.channel if destination is not None else f"request:{request.id}"
+        rendered = await render(
+            parts, surface, clock=self.clock, bucket=self.edits.of(channel), gate=self.pacer
+        )
+        if len(rendered.text) > surface.max_chars:
+            await self.pacer.turn(urgent=True)
+            await surface.attach_text(rendered.text, filename=markdown_filename(rendered.text))
 
 
 def _notice(text: str) -> discord.Embed:

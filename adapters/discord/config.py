@@ -1,44 +1,65 @@
-"""The plain values the Discord adapter runs on, built by the composition root from its settings."""
+"""The Discord settings (``DISCORD_*``) and the config the adapter runs on, declared once here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated
 
-DEFAULT_API_URL = "https://discord.com/api/v10"
-DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
-FollowUps = Literal["mention", "thread"]
-"""``thread``: follow-ups in a bot thread or replies to the bot need no mention; ``mention``: they do."""
+from adapters.config import FollowUps, PlatformSettings, blank_is_unset, comma_separated
+
+__all__ = ["DiscordConfig", "DiscordSettings", "FollowUps"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DiscordConfig:
-    """Everything the adapter needs to know about its Discord application.
+class DiscordSettings(PlatformSettings):
+    """What an operator sets for Discord, read from ``DISCORD_<FIELD>`` (README has the reference).
 
     ``guild_ids`` lists guilds to sync slash commands to directly (instant, for development);
-    empty means one global sync. ``budget_visible_to="everyone"`` lets every member view (never
-    change) ``/budget``. ``edit_interval`` bounds how often one message is edited, in seconds.
+    empty means one global sync. The token is kept out of ``repr``.
     """
 
-    token: str
-    api_url: str = DEFAULT_API_URL
-    gateway_url: str = DEFAULT_GATEWAY_URL
-    guild_ids: tuple[int, ...] = ()
+    token: str | None = Field(default=None, repr=False)
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
+    guild_ids: Annotated[tuple[int, ...], NoDecode] = ()
     allow_dms: bool = False
-    budget_visible_to: Literal["admins", "everyone"] = "admins"
-    edit_interval: float = 1.0
-    uploading_notice_bytes: int = 1_000_000
-    """Show an "Uploading…" progress line before attaching media at least this large."""
-    guild_ready_timeout: float = 2.0
-    """How long discord.py waits for the guild list at connect before it reports ready."""
+    application_id: str | None = None
+    """Only for ``discord-invite``; derived from the token when unset."""
     follow_ups: FollowUps = "thread"
     """``thread``: replies to the bot and messages in a thread it answered in need no mention
     (needs the Message Content intent); ``mention``: only mentions (and DMs) are answered."""
 
-    def __repr__(self) -> str:
-        # The token must never reach a log line through a repr.
-        return (
-            f"DiscordConfig(api_url={self.api_url!r}, gateway_url={self.gateway_url!r}, "
-            f"guild_ids={self.guild_ids!r}, allow_dms={self.allow_dms!r}, follow_ups={self.follow_ups!r})"
-        )
+    _blank_token = field_validator("token", mode="before")(blank_is_unset)
+
+    @field_validator("guild_ids", mode="before")
+    @classmethod
+    def _guild_ids_are_numbers(cls, value: object) -> object:
+        value = comma_separated(value)
+        if isinstance(value, list | tuple):
+            for item in value:
+                if isinstance(item, str) and not item.isdigit():
+                    raise ValueError(f"{item!r} is not a Discord guild id (digits only)")
+        return value
+
+    @field_validator("application_id", mode="before")
+    @classmethod
+    def _application_id_is_a_number(cls, value: object) -> object:
+        value = blank_is_unset(value)
+        if isinstance(value, str):
+            if not value.strip().isdigit():
+                raise ValueError("a Discord application id is digits only")
+            return value.strip()
+        return value
+
+
+class DiscordConfig(DiscordSettings):
+    """Everything the adapter needs: the settings, a token it cannot run without, and timings
+    that code and tests may set but operators do not. (How often a message is edited is the
+    renderer's business: ``adapters.discord.surface.PACE``.)"""
+
+    token: str = Field(repr=False)
+    uploading_notice_bytes: int = 1_000_000
+    """Show an "Uploading…" progress line before attaching media at least this large."""
+    guild_ready_timeout: float = 2.0
+    """How long discord.py waits for the guild list at connect before it reports ready."""

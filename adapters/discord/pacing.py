@@ -19,12 +19,14 @@ not all equally late, so a window that is exactly a second here can hold 51 ther
 class RequestPacer:
     """Turns for REST calls: at most ``limit`` in any ``window_s``, new messages before edits.
 
-    Each surface paces its own message, but a hundred answers streaming at once would still write
+    The renderer paces each channel's edits, but a hundred answers streaming at once would still write
     about a hundred times a second, twice the global limit, which discord.py learns of only from
     429s (and Discord counts those towards banning a bot's address). Here every call takes a turn
-    first. A burst of up to ``limit`` calls goes out at once, so the first texts of many answers
-    are not held back; past that, waiting posts go before waiting edits (an edit that waits
-    coalesces with the next one, a post that waits keeps someone looking at nothing).
+    first (the renderer asks, as a ``core.pacing.Gate``, once its channel's bucket allows). A
+    burst of up to ``limit`` calls goes out at once, so the first texts of many answers are not
+    held back; past that, urgent calls (new messages, first and final texts) go before routine
+    edits (an edit that waits coalesces with the next one, a post that waits keeps someone
+    looking at nothing).
     """
 
     def __init__(self, *, clock: Clock, limit: int = GLOBAL_LIMIT, window_s: float = WINDOW_S) -> None:

@@ -1,4 +1,4 @@
-"""Discord as a render Surface: one embed per message, edited at a steady pace, media as attachments."""
+"""Discord as a render Surface: one embed per message, media as attachments; the renderer paces it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Protocol
 
 import discord
 
-from adapters.discord.pacing import RequestPacer
 from core.clock import Clock
+from core.pacing import Pace
 from core.parts import Audio, Image, Media
 from core.render import FAILURE_PREFIX, STREAMING_MARKER, MessageState, View
 
@@ -21,6 +21,11 @@ EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_TITLE_LIMIT = 256
 MAX_CHARS = 4000
 """Text per message: an embed description holds 4096; the rest leaves room for the marker."""
+PACE = Pace(burst=2, per_second=0.55)
+"""Edits per channel: Discord allows 5 per 5 s per channel (the route's bucket, which discord.py
+waits out once spent). A burst of 2 plus 0.55 a second makes at most 4.75 in any 5 s, leaving
+room for calls that arrive closer together than they were sent; one of the two is kept for the
+edit someone waits for, so the final text does not wait."""
 FINAL_EDIT_ATTEMPTS = 4
 UPLOADING = "Uploading…"
 
@@ -126,34 +131,21 @@ def discord_files(files: Sequence[tuple[str, bytes]]) -> list[discord.File]:
 
 
 class DiscordSurface:
-    """Renders one answer into Discord messages through an ``Outlet``.
+    """Renders one answer into Discord messages through an ``Outlet``: platform calls only.
 
-    Every edit of a message waits until ``edit_interval`` has passed since that message was last
-    written, final edits included, so a message changes at most once per interval; every post and
-    edit then takes a turn of ``pacer`` (when given) so all answers together stay under the global
-    limit.
-    discord.py's own limiter retries 429s; a final edit that still fails is retried here and, if
-    the message is gone, posted anew, so the last text always lands.
+    The renderer decides when each call goes (``pace`` per channel, and the client's request pacer
+    for the global limit). discord.py's own limiter retries 429s; a final edit that still fails is
+    retried here and, if the message is gone, posted anew, so the last text always lands.
     """
 
     max_chars = MAX_CHARS
+    pace = PACE
 
-    def __init__(
-        self,
-        outlet: Outlet,
-        *,
-        clock: Clock,
-        edit_interval: float,
-        uploading_notice_bytes: int,
-        pacer: RequestPacer | None = None,
-    ) -> None:
-        self.edit_interval = edit_interval
+    def __init__(self, outlet: Outlet, *, clock: Clock, uploading_notice_bytes: int) -> None:
         self._outlet = outlet
         self._clock = clock
-        self._pacer = pacer
         self._uploading_notice_bytes = uploading_notice_bytes
         self._current: discord.Message | None = None
-        self._written_at = float("-inf")
         self._started = False
 
     async def post(self, view: View) -> None:
@@ -198,10 +190,7 @@ class DiscordSurface:
         files: Sequence[tuple[str, bytes]] = (),
         content: str | None = None,
     ) -> None:
-        if self._pacer is not None:
-            await self._pacer.turn(urgent=True)
         self._current = await self._outlet.send(embed=embed, files=discord_files(files), content=content)
-        self._written_at = self._clock.now()
 
     async def _edit(
         self, embed: discord.Embed, *, final: bool, files: Sequence[tuple[str, bytes]] = ()
@@ -209,13 +198,8 @@ class DiscordSurface:
         message = self._current
         if message is None:
             return
-        wait = self._written_at + self.edit_interval - self._clock.now()
-        if wait > 0:
-            await self._clock.sleep(wait)
         attempts = FINAL_EDIT_ATTEMPTS if final else 1
         for attempt in range(1, attempts + 1):
-            if self._pacer is not None:
-                await self._pacer.turn()
             try:
                 if files:
                     self._current = await message.edit(embed=embed, attachments=discord_files(files))
@@ -237,4 +221,3 @@ class DiscordSurface:
                     await self._send(embed=embed, files=files)
                     return
                 await self._clock.sleep(2.0**attempt)
-        self._written_at = self._clock.now()

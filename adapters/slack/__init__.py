@@ -1,18 +1,41 @@
 """Slack adapter: mentions, thread follow-ups and slash commands in, streamed thread replies and file
-uploads out; each thread is a conversation remembered by the engine's store."""
+uploads out; each thread is a conversation remembered by the engine's store.
+
+The names below load on first use, so that reading the settings (``adapters.slack.config``) does
+not import slack_bolt."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from adapters.slack.app import SlackBot, SlackStartupError
-from adapters.slack.config import SlackConfig
-from adapters.slack.manifest import app_manifest
-from adapters.slack.surface import SlackSurface, StreamingSupport
-from core.clock import Clock
-from core.engine import Engine, Resumption
-from core.health import Readiness
-from core.ledger import Ledger
+if TYPE_CHECKING:
+    from adapters.slack.app import SlackBot
+    from adapters.slack.config import SlackConfig, SlackSettings
+    from adapters.slack.manifest import app_manifest
+    from adapters.slack.transport import SlackStartupError
+    from core.clock import Clock
+    from core.engine import Engine, Resumption
+    from core.health import Readiness
+    from core.ledger import Ledger
+
+_MODULES = {
+    "SlackBot": "app",
+    "SlackStartupError": "transport",
+    "SlackConfig": "config",
+    "SlackSettings": "config",
+    "app_manifest": "manifest",
+}
+
+__all__ = [
+    "SlackBot",
+    "SlackConfig",
+    "SlackSettings",
+    "SlackStartupError",
+    "app_manifest",
+    "run_slack",
+]
 
 
 async def run_slack(
@@ -29,16 +52,13 @@ async def run_slack(
     ``readiness`` tracks the link to Slack under ``"slack"``. Once connected, the bot delivers
     each of ``resumptions`` (jobs from before a restart) into the Slack thread it was asked in.
     """
+    from adapters.slack.app import SlackBot
+
     bot = SlackBot(config, engine=engine, ledger=ledger, clock=clock, readiness=readiness)
     await bot.run(resumptions=resumptions)
 
 
-__all__ = [
-    "SlackBot",
-    "SlackConfig",
-    "SlackStartupError",
-    "SlackSurface",
-    "StreamingSupport",
-    "app_manifest",
-    "run_slack",
-]
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)

@@ -4,14 +4,13 @@ requests, and the Socket Mode or HTTP front door they arrive through."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, WSMessage, web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from aiohttp import ClientError, ClientSession, ClientTimeout
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
@@ -20,55 +19,37 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack.config import EVENTS_PATH, SlackConfig
+from adapters.slack.config import SlackConfig
+from adapters.slack.places import PLATFORM, anchor_text, cannot_post, thread_destination
 from adapters.slack.retry import RateLimitRetry, ServerErrorRetry
+from adapters.slack.rights import SlackAdmins
 from adapters.slack.surface import SlackSurface, StreamingSupport, error_code
-from adapters.slack.text import escape_mrkdwn, mention_text, to_mrkdwn, unescape_slack
+from adapters.slack.text import mention_text, to_mrkdwn, unescape_slack
 from adapters.slack.threads import channel_prefix, conversation_id, follow_up_thread, thread_of
-from core.budget import budget_command
+from adapters.slack.transport import SlackStartupError, SlackTransport
 from core.clock import Clock, SystemClock
-from core.commands import ALL_COMMANDS, BY_NAME, usage_hint
+from core.commands import COMMANDS
+from core.commands.dispatcher import CommandContext, Dispatcher, Reply
 from core.context import current_request
-from core.conversations import forget_command
 from core.engine import Engine, Resumption
 from core.health import Readiness
-from core.jobs import JobState
+from core.inflight import Inflight
 from core.ledger import Ledger
-from core.parts import Destination, Failure, Intent, Part, Request, Scope, Status, TextDelta
-from core.render import render
+from core.parts import Access, Destination, Part, Request, Scope
+from core.render import WORKING, render
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "slack"
-WORKING = "Working on it…"
 RESUMING = "Back again: picking this up where I left off…"
-LAST_PARTS_S = 1.0
-"""At shutdown, how long the engine gets to end an answer's stream (a suspended job ends with a
-notice at once) before its work is cut off; the engine then refunds it or keeps it to resume."""
-OPENING_DELAY_S = 1.0
-"""An answer with nothing to show after this long gets a "Working on it…" line meanwhile."""
-FINISH_TIMEOUT_S = 10.0
-"""At shutdown, how long answers get to post their last words before they are cancelled."""
-RESUMABLE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
-COMMAND_NAMES = tuple(command.name for command in ALL_COMMANDS)
+COMMAND_NAMES = tuple(command.name for command in COMMANDS)
 COMMAND_PATTERN = re.compile(rf"^/({'|'.join(COMMAND_NAMES)})$")
-MAX_ANCHOR_PROMPT = 300
-NOT_A_MEMBER = frozenset({"not_in_channel", "channel_not_found"})
-NO_MEMORY = "I don't remember conversations here, so there's nothing to forget."
-
-
-class SlackStartupError(RuntimeError):
-    """Slack refused the configured credentials; the message says which one and why."""
 
 
 class SlackBot:
     """One Slack app: translate Slack events in, render core parts out. Runs until cancelled.
 
-    Every answer runs as a task the bot owns, so tests can ``drain`` them and ``stop`` can end
-    them. An answer pulls the engine's parts in a helper task, one part at a time as the
-    renderer asks. ``stop`` cuts off only that pulling, never a Slack call: the engine refunds
-    what it held (or keeps a checkpointed job for the next start) and the answer goes on to
-    close its message with a notice, so no stream is left open and nobody is left guessing.
+    Every answer runs as a task the bot owns, so tests can ``drain`` them and ``stop`` can let
+    them post their last words: at shutdown the engine ends every stream itself, with a notice.
     """
 
     def __init__(
@@ -79,18 +60,24 @@ class SlackBot:
         ledger: Ledger,
         clock: Clock | None = None,
         readiness: Readiness | None = None,
+        commands: Dispatcher | None = None,
     ) -> None:
         self._config = config
+        self._commands = commands or Dispatcher(
+            ledger=ledger,
+            conversations=engine.conversations,
+            intents=engine.intents,
+            budget_visible_to=config.budget_visible_to,
+            policies=engine.policies,
+            dashboard=engine.dashboard,
+        )
         self._engine = engine
         self._ledger = ledger
         self._clock = clock or SystemClock()
         self._readiness = readiness
         self._streaming = StreamingSupport()
-        self._jobs: set[asyncio.Task[None]] = set()
-        self._pulls: set[asyncio.Timeout] = set()
-        self._cutoff: float | None = None
-        self._socket: AsyncSocketModeHandler | None = None
-        self._runner: web.AppRunner | None = None
+        self._inflight = Inflight()
+        self._transport = SlackTransport(config, on_connection=self._mark_ready)
         waits = clock or SystemClock()
         self.client = AsyncWebClient(
             token=config.bot_token,
@@ -98,6 +85,7 @@ class SlackBot:
             logger=logging.getLogger("slack_sdk.web"),
             retry_handlers=[RateLimitRetry(waits), ServerErrorRetry(waits)],
         )
+        self._admins = SlackAdmins(self.client, admin_ids=config.admin_ids)
         self.bolt = AsyncApp(
             client=self.client,
             signing_secret=config.signing_secret,
@@ -126,7 +114,6 @@ class SlackBot:
 
     async def start(self) -> None:
         """Check the bot token, then connect or listen. On failure nothing is left open."""
-        self._cutoff = None
         if self._readiness is not None:
             self._readiness.expect(PLATFORM)
         if self.client.session is None or self.client.session.closed:
@@ -135,10 +122,7 @@ class SlackBot:
             self.client.session = ClientSession(timeout=ClientTimeout(total=self.client.timeout))
         try:
             identity = await self._sign_in()
-            if self._config.mode == "socket":
-                await self._connect_socket()
-            else:
-                await self._listen_http()
+            await self._transport.open(self.bolt)
         except BaseException:
             await self.stop()
             raise
@@ -175,82 +159,29 @@ class SlackBot:
             self._spawn(self._deliver(request, surface, resumption.parts, opening=RESUMING))
 
     async def stop(self) -> None:
-        """Close the connection or the HTTP server; give the engine ``LAST_PARTS_S`` to end each
-        answer's stream, then cut its work off (refunded, unless the engine keeps it for the next
-        start); give each answer up to ``FINISH_TIMEOUT_S`` to close its message with a notice."""
-        self._cutoff = asyncio.get_running_loop().time() + LAST_PARTS_S
-        for pull in self._pulls:
-            pull.reschedule(self._cutoff)
+        """Stop taking events (close the connection or the HTTP server), let running answers post
+        their last words (at shutdown the engine has already ended their streams), then close."""
         self._mark_ready(False)
-        if self._socket is not None:
-            socket, self._socket = self._socket, None
-            await socket.close_async()  # type: ignore[no-untyped-call]
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-        if self._jobs:
-            _, late = await asyncio.wait(self._jobs, timeout=FINISH_TIMEOUT_S)
-            for job in late:
-                job.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await self._transport.close()
+        await self._inflight.finish()
         if self.client.session is not None:
             await self.client.session.close()
 
     async def drain(self) -> None:
         """Wait until every piece of work started so far (and any it started) has finished."""
-        while self._jobs:
-            await asyncio.gather(*self._jobs, return_exceptions=True)
+        await self._inflight.join()
 
     @property
     def http_port(self) -> int | None:
         """The port HTTP mode actually listens on (useful with port 0)."""
-        if self._runner is None:
-            return None
-        for address in self._runner.addresses:
-            if isinstance(address, tuple):
-                return int(address[1])
-        return None
-
-    async def _connect_socket(self) -> None:
-        handler = self._socket = AsyncSocketModeHandler(self.bolt, app_token=self._config.app_token)
-        try:
-            # Ask for the WebSocket URL first: the client would retry a bad app token forever.
-            handler.client.wss_uri = await handler.client.issue_new_wss_url()
-        except SlackApiError as error:
-            raise SlackStartupError(f"Slack rejected SLACK_APP_TOKEN ({error_code(error)})") from None
-        handler.client.on_message_listeners.append(self._watch_socket)
-        await handler.connect_async()  # type: ignore[no-untyped-call]
-
-    async def _watch_socket(self, message: WSMessage) -> None:
-        """Readiness follows the connection: Slack says ``disconnect`` before it drops one (the
-        client then reconnects by itself) and ``hello`` on every new one."""
-        try:
-            kind = json.loads(message.data).get("type")
-        except (TypeError, ValueError, AttributeError):
-            return
-        if kind in ("hello", "disconnect") and self._cutoff is None:
-            self._mark_ready(kind == "hello")
+        return self._transport.http_port
 
     def _mark_ready(self, ready: bool) -> None:
         if self._readiness is not None:
             self._readiness.mark(PLATFORM, ready)
 
-    async def _listen_http(self) -> None:
-        # Bolt logs what matters about each request; an access log line per event is noise.
-        runner = web.AppRunner(self.bolt.web_app(path=EVENTS_PATH, port=self._config.port), access_log=None)
-        await runner.setup()
-        self._runner = runner
-        await web.TCPSite(runner, self._config.host, self._config.port).start()
-
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(job)
-        self._jobs.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._jobs.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("Slack request handling failed", exc_info=error)
+        self._inflight.spawn(job).add_done_callback(_log_failure)
 
     # --- listeners: translate in --------------------------------------------------------------
 
@@ -297,13 +228,18 @@ class SlackBot:
         top-level mention starts one, threaded under itself)."""
         user = event.get("user")
         team = str(body.get("team_id") or event.get("team") or "")
-        if not user or not team:
+        # Other bots' messages are never answered (nor paid for): two assistants could loop.
+        if not user or not team or event.get("bot_id") or event.get("subtype") == "bot_message":
             return
+        channel = str(event["channel"])
+        scope = Scope(PLATFORM, team)
+        if not await self._engine.policies.listens(scope, channel):
+            return  # switched off here: no answer, no charge
         if not await self._first_time("event", body.get("event_id")):
             return
         ts = str(event["ts"])
-        channel, thread_ts = str(event["channel"]), str(event.get("thread_ts") or ts)
-        destination = _destination(
+        thread_ts = str(event.get("thread_ts") or ts)
+        destination = thread_destination(
             channel=channel,
             thread=thread_ts,
             message=ts,
@@ -313,148 +249,97 @@ class SlackBot:
             user_team=str(event.get("user_team") or team),
         )
         request = Request(
-            scope=Scope(PLATFORM, team),
+            scope=scope,
             user=user,
             text=mention_text(str(event.get("text", "")), bot_user_id=bot_user_id),
             destination=destination,
             conversation=conversation_id(channel, thread_ts),
+            access=Access(channel=channel, admin=await self._admin_if_it_matters(scope, user)),
         )
         await self._answer(request, destination)
 
     async def _answer_command(
         self, command: dict[str, Any], respond: AsyncRespond, bot_user_id: str | None
     ) -> None:
+        """A slash command: the core answers it privately, or hands back a request that is
+        answered in a thread under a note saying who asked."""
         name = str(command["command"]).lstrip("/").lower()
         user, channel = str(command["user_id"]), str(command["channel_id"])
-        scope = Scope(PLATFORM, str(command["team_id"]))
         if not await self._first_time("command", command.get("trigger_id")):
             return
-        text = unescape_slack(str(command.get("text", ""))).strip()
-        if name == "budget":
-            reply = await self._budget(scope, text, user)
-            await respond(text=to_mrkdwn(reply), response_type="ephemeral")
-            return
-        if name == "forget":
-            reply = await self._forget(scope, channel, args=text, user=user)
-            await respond(text=to_mrkdwn(reply), response_type="ephemeral")
-            return
-        if name == "summary":
-            await self._summarize(
-                scope, channel, focus=text, user=user, respond=respond, bot_user_id=bot_user_id
-            )
-            return
-        intent = BY_NAME[name].intent
-        if not text:
-            await respond(text=to_mrkdwn(usage_hint(intent)), response_type="ephemeral")
-            return
-        try:
-            anchor = await self.client.chat_postMessage(channel=channel, text=_anchor_text(user, name, text))
-        except SlackApiError as error:
-            await respond(text=_cannot_post(error_code(error), bot_user_id), response_type="ephemeral")
-            return
-        anchor_ts = str(anchor["ts"])
-        destination = _destination(
-            channel=channel, thread=anchor_ts, message=anchor_ts, team=scope.id, user=user, user_team=scope.id
-        )
-        request = Request(
-            scope=scope,
-            user=user,
-            text=text,
-            intent=intent,
-            destination=destination,
-            conversation=conversation_id(channel, anchor_ts),
-        )
-        await self._answer(request, destination)
-
-    async def _summarize(
-        self,
-        scope: Scope,
-        channel: str,
-        *,
-        focus: str,
-        user: str,
-        respond: AsyncRespond,
-        bot_user_id: str | None,
-    ) -> None:
-        """``/summary`` summarizes the channel's most recent conversation in that conversation's
-        own thread, behind a note (also shown in the channel) saying who asked."""
+        offered = self._commands.command(name)
         store = self._engine.conversations
-        conversation = await store.latest(channel_prefix(channel)) if store is not None else None
-        if conversation is None:
-            request = Request(scope=scope, user=user, text=focus, intent=Intent.SUMMARY)
-            await respond(
-                text=to_mrkdwn(await _refusal(self._engine.handle(request))), response_type="ephemeral"
-            )
-            return
-        thread_ts = thread_of(conversation)
-        try:
-            note = await self.client.chat_postMessage(
-                channel=channel,
-                thread_ts=thread_ts,
-                reply_broadcast=True,
-                text=_anchor_text(user, "summary", focus),
-            )
-        except SlackApiError as error:
-            await respond(text=_cannot_post(error_code(error), bot_user_id), response_type="ephemeral")
-            return
-        destination = _destination(
-            channel=channel,
-            thread=thread_ts,
-            message=str(note["ts"]),
-            team=scope.id,
-            user=user,
-            user_team=scope.id,
-        )
-        request = Request(
+        conversation = None
+        if offered is not None and offered.conversational and store is not None:
+            conversation = await store.latest(channel_prefix(channel))
+        scope = Scope(PLATFORM, str(command["team_id"]))
+        admin = False
+        if offered is not None:
+            admin = await self._admins.include(user) if offered.uses_rights else False
+            if offered.intent is not None:
+                admin = await self._admin_if_it_matters(scope, user)
+        context = CommandContext(
             scope=scope,
             user=user,
-            text=focus,
-            intent=Intent.SUMMARY,
-            destination=destination,
+            admin=admin,
             conversation=conversation,
+            channel=channel,
+        )
+        text = unescape_slack(str(command.get("text", "")))
+        outcome = await self._commands.dispatch(name, text, context)
+        if isinstance(outcome, Reply):
+            response_type = "ephemeral" if outcome.private else "in_channel"
+            await respond(text=to_mrkdwn(outcome.text), response_type=response_type)
+            return
+        try:
+            note = await self._post_note(outcome, channel=channel, command=name)
+        except SlackApiError as error:
+            await respond(text=cannot_post(error_code(error), bot_user_id), response_type="ephemeral")
+            return
+        # A summary is answered in its conversation's thread; other commands start one under the note.
+        thread = thread_of(outcome.conversation) if outcome.conversation else note
+        destination = thread_destination(
+            channel=channel,
+            thread=thread,
+            message=note,
+            team=context.scope.id,
+            user=user,
+            user_team=context.scope.id,
+        )
+        request = replace(
+            outcome,
+            destination=destination,
+            conversation=outcome.conversation or conversation_id(channel, note),
         )
         await self._answer(request, destination)
 
-    async def _forget(self, scope: Scope, channel: str, *, args: str, user: str) -> str:
-        """``/forget`` forgets the channel's most recent conversation; ``/forget all`` (budget
-        admins) every conversation of the workspace."""
-        store = self._engine.conversations
-        if store is None:
-            return NO_MEMORY
-        conversation = await store.latest(channel_prefix(channel))
-        can_forget_scope = args.strip().lower() == "all" and await self._is_admin(user)
-        return await forget_command(store, conversation, scope, args, can_forget_scope=can_forget_scope)
+    async def _post_note(self, request: Request, *, channel: str, command: str) -> str:
+        """Post who asked for what (in the channel, or broadcast from a summary's thread); its ts."""
+        text = anchor_text(request.user, command, request.text)
+        if request.conversation is None:
+            note = await self.client.chat_postMessage(channel=channel, text=text)
+        else:
+            note = await self.client.chat_postMessage(
+                channel=channel, text=text, thread_ts=thread_of(request.conversation), reply_broadcast=True
+            )
+        return str(note["ts"])
 
     async def _first_time(self, kind: str, ident: object) -> bool:
         """Slack retries deliveries it thinks failed; each one is worked on (and paid for) once,
         even across restarts. Deliveries without an id cannot be recognised and always count."""
         if not ident:
             return True
-        if await self._ledger.first_sighting(f"slack:{kind}:{ident}"):
+        if await self._ledger.database.first_sighting(f"slack:{kind}:{ident}"):
             return True
         log.info("Slack %s %s was already handled; ignoring the repeat", kind, ident)
         return False
 
-    async def _budget(self, scope: Scope, args: str, user: str) -> str:
-        can_change = await self._is_admin(user)
-        can_view = can_change or self._config.budget_visible_to == "everyone"
-        return await budget_command(
-            self._ledger, scope, args, user=user, can_view=can_view, can_change=can_change
-        )
-
-    async def _is_admin(self, user: str) -> bool:
-        """Workspace admins and owners (``users.info``), and the configured admin ids."""
-        if user in self._config.admin_ids:
-            return True
-        try:
-            response = await self.client.users_info(user=user)
-        except SlackApiError as error:
-            log.warning(
-                "users.info failed for %s (%s); treating them as not an admin", user, error_code(error)
-            )
+    async def _admin_if_it_matters(self, scope: Scope, user: str) -> bool:
+        """Whether ``user`` is an admin, asked of Slack only when the workspace keeps an allowlist
+        (admins are always allowed); otherwise nothing depends on it."""
+        if not (await self._engine.policies.policy(scope)).restricts_members:
             return False
-        profile = response.get("user") or {}
-        return bool(profile.get("is_admin") or profile.get("is_owner"))
+        return await self._admins.include(user)
 
     # --- rendering: translate out -------------------------------------------------------------
 
@@ -477,17 +362,10 @@ class SlackBot:
     async def _deliver(
         self, request: Request, surface: SlackSurface, parts: AsyncIterator[Part], *, opening: str
     ) -> None:
-        """Render ``parts`` into ``surface`` behind an ``opening`` progress line."""
+        """Render ``parts`` into ``surface``, behind an ``opening`` line if they are slow to start."""
         current_request.set(request)
-        feed: asyncio.Queue[Part | None] = asyncio.Queue()
-        work = asyncio.create_task(self._pull(request, parts, feed))
         try:
-            try:
-                await render(_fed(opening, feed, clock=self._clock), surface, clock=self._clock)
-            finally:
-                # Stops the engine mid-work if rendering failed: it refunds what it held.
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
+            await render(parts, surface, clock=self._clock, opening=opening)
         except Exception as error:
             code = error_code(error) if isinstance(error, SlackApiError) else type(error).__name__
             log.warning("Slack reply to request %s failed (%s)", request.id, code, exc_info=True)
@@ -498,110 +376,7 @@ class SlackBot:
             except Exception as notice_error:
                 log.warning("could not tell the user either (%r)", notice_error)
 
-    async def _pull(
-        self, request: Request, parts: AsyncIterator[Part], feed: asyncio.Queue[Part | None]
-    ) -> None:
-        """Hand the engine's parts to ``feed`` one at a time, each once the renderer is done with
-        the last (None marks the end). Cut off by ``stop``, add a part saying what became of the
-        request."""
-        try:
-            while True:
-                try:
-                    part = await self._next_part(parts)
-                except TimeoutError:
-                    feed.put_nowait(await self._stopped_notice(request))
-                    return
-                if part is None:
-                    return
-                feed.put_nowait(part)
-                await feed.join()
-        finally:
-            await _close(parts)
-            feed.put_nowait(None)
 
-    async def _next_part(self, parts: AsyncIterator[Part]) -> Part | None:
-        async with asyncio.timeout_at(self._cutoff) as pull:
-            self._pulls.add(pull)
-            try:
-                return await anext(parts, None)
-            finally:
-                self._pulls.discard(pull)
-
-    async def _stopped_notice(self, request: Request) -> Part:
-        """The engine has dealt with the cancelled job by now: kept for the next start, or refunded."""
-        jobs = self._engine.jobs
-        job = await jobs.get(request.id) if jobs is not None else None
-        if job is not None and job.state in RESUMABLE and job.checkpoint:
-            return TextDelta(
-                "⏸️ I'm restarting. This is still being made, and I'll post it here when I'm back."
-            )
-        return Failure(
-            "I'm restarting, so I had to stop here. Nothing was charged; please ask again in a minute."
-        )
-
-
-async def _fed(opening: str, feed: asyncio.Queue[Part | None], *, clock: Clock) -> AsyncIterator[Part]:
-    """The parts as they come, behind an opening progress line when the first part takes longer
-    than ``OPENING_DELAY_S``. An answer that starts at once needs no progress line, and skipping its
-    post (and the deletion that follows) keeps that work off the way of the first text."""
-    first = asyncio.ensure_future(feed.get())
-    delay = asyncio.ensure_future(clock.sleep(OPENING_DELAY_S))
-    try:
-        await asyncio.wait({first, delay}, return_when=asyncio.FIRST_COMPLETED)
-        if not first.done():
-            yield Status(opening)
-        part = await first
-    finally:
-        delay.cancel()
-        first.cancel()
-    while part is not None:
-        yield part
-        feed.task_done()
-        part = await feed.get()
-
-
-async def _close(parts: AsyncIterator[Part]) -> None:
-    aclose = getattr(parts, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-def _destination(
-    *, channel: str, thread: str, message: str, team: str, user: str, user_team: str
-) -> Destination:
-    """Everything needed to answer in this thread again after a restart."""
-    extra = {"team": team, "user": user}
-    if user_team != team:
-        extra["user_team"] = user_team
-    return Destination(platform=PLATFORM, channel=channel, thread=thread, message=message, extra=extra)
-
-
-def _anchor_text(user: str, command: str, prompt: str) -> str:
-    """The message a slash command's answer is threaded under: who asked for what."""
-    shown = " ".join(prompt.split())
-    if not shown:
-        return f"<@{user}> used `/{command}`"
-    if len(shown) > MAX_ANCHOR_PROMPT:
-        shown = shown[: MAX_ANCHOR_PROMPT - 1] + "…"
-    return f"<@{user}> used `/{command}`: “{escape_mrkdwn(shown)}”"
-
-
-async def _refusal(parts: AsyncIterator[Part]) -> str:
-    """The text of an answer that is only a refusal (the engine's, for a request it won't run)."""
-    shown = [
-        part.message if isinstance(part, Failure) else part.text
-        async for part in parts
-        if isinstance(part, Failure | TextDelta)
-    ]
-    return "".join(shown)
-
-
-def _cannot_post(code: str, bot_user_id: str | None) -> str:
-    if code in NOT_A_MEMBER:
-        me = f"<@{bot_user_id}>" if bot_user_id else "the bot"
-        return (
-            f"I can't post in this conversation: I'm not a member. Invite me with /invite {me} "
-            "(or add me from the channel's settings, under Integrations) and try again. "
-            "Direct messages between people can't host my replies; use a channel. Nothing was charged."
-        )
-    return f"I couldn't post here (Slack said `{code}`). Nothing was charged."
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("Slack request handling failed", exc_info=error)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from adapters.slack.config import EVENTS_PATH, FollowUps
-from core.commands import ALL_COMMANDS
+from core.commands import COMMANDS, Command
 
 BOT_SCOPES = ("app_mentions:read", "chat:write", "commands", "files:write", "users:read")
 """``chat:write`` also covers native streaming (chat.startStream) and deleting the bot's own
@@ -18,60 +20,81 @@ FOLLOW_UP_EVENTS = ("message.channels", "message.groups")
 """Thread replies without a mention (``SLACK_FOLLOW_UPS=thread``). Direct messages aren't served."""
 APP_TOKEN_SCOPES = ("connections:write",)
 """Scopes of the app-level token (``xapp-…``) Socket Mode needs; tokens are made by hand, not here."""
-_USAGE_HINTS = {
-    "imagine": "PROMPT",
-    "song": "PROMPT",
-    "research": "TOPIC",
-    "budget": "[set AMOUNT | reset]",
-    "summary": "[FOCUS]",
-    "forget": "[all]",
-}
-_DESCRIPTIONS = {"budget": "show this workspace's spend (admins: change the limit)"}
+APP_NAME_CHARS = 35
+"""Slack's limit on an app's name; a longer ``name`` is shortened to this."""
+DISPLAY_NAME_CHARS = 80
+
+
+def events_url(request_url: str) -> str:
+    """The URL Slack posts events and commands to, from the public base URL (``https://host``,
+    optionally with a path prefix) or the full URL already ending in ``/slack/events``.
+
+    Raises ``ValueError`` unless it is an ``https://`` URL with a host: Slack refuses anything else.
+    """
+    url = request_url.strip()
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(
+            f"{request_url!r} is not an https:// URL; Slack only sends events to https, "
+            "e.g. https://bot.example.com"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"{request_url!r} has a query or fragment; give the base URL, e.g. https://bot.example.com"
+        )
+    base = url.rstrip("/")
+    return base if base.endswith(EVENTS_PATH) else base + EVENTS_PATH
 
 
 def app_manifest(
-    *, name: str = "Studio Bot", request_url: str | None = None, follow_ups: FollowUps = "thread"
+    *,
+    name: str = "Studio Bot",
+    request_url: str | None = None,
+    follow_ups: FollowUps = "thread",
+    commands: Sequence[Command] = COMMANDS,
 ) -> dict[str, Any]:
     """A manifest to paste into https://api.slack.com/apps ("Create New App" → "From a manifest").
 
-    Without ``request_url`` the app uses Socket Mode. With it (e.g. ``https://bot.example.com``)
-    Slack sends events and commands to ``{request_url}/slack/events`` instead. With
+    Without ``request_url`` the app uses Socket Mode. With it (``https://bot.example.com``, or
+    the full ``https://bot.example.com/slack/events``) Slack sends events and commands to
+    ``…/slack/events`` instead (see ``events_url``). With
     ``follow_ups="thread"`` the app also receives channel messages (and may read them), so that a
     reply in a thread where the bot answered needs no mention.
     """
-    events_url = request_url.rstrip("/") + EVENTS_PATH if request_url else None
-    commands: list[dict[str, Any]] = []
-    for command in ALL_COMMANDS:
+    url = events_url(request_url) if request_url else None
+    entries: list[dict[str, Any]] = []
+    for command in commands:
         # Slack shows descriptions as plain text: no markdown.
-        description = _DESCRIPTIONS.get(command.name, command.description).replace("`", "")
+        description = command.description.replace("`", "")
         entry: dict[str, Any] = {
             "command": f"/{command.name}",
             "description": description[:100],
-            "usage_hint": _USAGE_HINTS.get(command.name, ""),
-            "should_escape": False,
+            "usage_hint": command.usage_hint,
+            # Commands naming members or channels get them escaped, with their ids: <@U123|name>.
+            "should_escape": command.names_members,
         }
-        if events_url:
-            entry["url"] = events_url
-        commands.append(entry)
+        if url:
+            entry["url"] = url
+        entries.append(entry)
     threads = follow_ups == "thread"
     subscriptions: dict[str, Any] = {"bot_events": list(BOT_EVENTS + (FOLLOW_UP_EVENTS if threads else ()))}
-    if events_url:
-        subscriptions["request_url"] = events_url
+    if url:
+        subscriptions["request_url"] = url
     return {
         "_metadata": {"major_version": 1, "minor_version": 1},
         "display_information": {
-            "name": name[:35],
+            "name": name[:APP_NAME_CHARS],
             "description": "Draws images, writes songs and streams research, on a workspace budget.",
         },
         "features": {
-            "bot_user": {"display_name": name[:80], "always_online": True},
-            "slash_commands": commands,
+            "bot_user": {"display_name": name[:DISPLAY_NAME_CHARS], "always_online": True},
+            "slash_commands": entries,
         },
         "oauth_config": {"scopes": {"bot": list(BOT_SCOPES + (FOLLOW_UP_SCOPES if threads else ()))}},
         "settings": {
             "event_subscriptions": subscriptions,
             "org_deploy_enabled": False,
-            "socket_mode_enabled": events_url is None,
+            "socket_mode_enabled": url is None,
             "token_rotation_enabled": False,
         },
     }

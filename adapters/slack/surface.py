@@ -10,23 +10,28 @@ answer, edited while work goes on and deleted when it is over.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.text import escape_mrkdwn
+from adapters.slack.text import escape_mrkdwn, neutralise_broadcasts
+from core.pacing import Pace
 from core.parts import Audio, Image, Media
-from core.render import STREAMING_MARKER, MessageState, View, split_text
+from core.render import STREAMING_MARKER, MessageState, View
+from core.splitting import split_text
 
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 3500
 """Below the ~4000 characters at which Slack rejects a message (``msg_too_long``), with room for
 the in-progress marker and a failure notice."""
-EDIT_INTERVAL = 1.0
-"""``chat.update`` is Tier 3 (~50 a minute) and posts are ~1 a second per channel."""
+PACE = Pace(burst=3, per_second=0.9)
+"""About one write a second per message, short bursts allowed (``chat.update`` is Tier 3, ~50 a
+minute; Slack publishes no figure for streams). The post takes a token and one is kept for the
+final text. A little under 1 a second: calls spaced exactly a second apart here can arrive less
+than a second apart, and a limit counted over a window then answers 429."""
 MAX_ALT_TEXT = 1000
 STREAMING_UNSUPPORTED = frozenset(
     {
@@ -77,7 +82,7 @@ class SlackSurface:
     """The replies to one request, in one thread of one channel."""
 
     max_chars = MAX_CHARS
-    edit_interval = EDIT_INTERVAL
+    pace = PACE
 
     def __init__(
         self,
@@ -101,10 +106,10 @@ class SlackSurface:
 
     async def post(self, view: View) -> None:
         self._message = None
-        await self._show(view)
+        await self._show(_inert(view))
 
     async def edit(self, view: View) -> None:
-        await self._show(view)
+        await self._show(_inert(view))
 
     async def upload(self, media: Media, *, replaces_progress: bool) -> None:
         await self._set_status(None)
@@ -257,12 +262,19 @@ class SlackSurface:
             thread_ts=self._thread_ts,
             initial_comment=_song_caption(song),
         )
-        rest = f"**Lyrics**\n\n{song.lyrics.strip()}" if song.lyrics.strip() else ""
+        lyrics = neutralise_broadcasts(song.lyrics.strip())
+        rest = f"**Lyrics**\n\n{lyrics}" if lyrics else ""
         while rest:
             head, rest = split_text(rest, MAX_CHARS)
             await self._client.chat_postMessage(
                 channel=self._channel, thread_ts=self._thread_ts, markdown_text=head
             )
+
+
+def _inert(view: View) -> View:
+    """The view with everything the model wrote unable to notify a channel or a user group."""
+    status = neutralise_broadcasts(view.status) if view.status else view.status
+    return replace(view, text=neutralise_broadcasts(view.text), status=status)
 
 
 def _decorated(view: View) -> str:

@@ -12,15 +12,10 @@ from collections.abc import AsyncIterator
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
+from core.filenames import slug
 from core.parts import GeneratorPart, Image, Intent, Request, Status
 
 WIDTH, HEIGHT = 768, 512
-
-
-def slug(prompt: str, *, limit: int = 40) -> str:
-    """A filename-safe stem from a prompt: ``a red fox`` → ``a-red-fox``."""
-    words = "".join(ch if ch.isalnum() else " " for ch in prompt.lower()).split()
-    return "-".join(words)[:limit].strip("-") or "untitled"
 
 
 def seeded_random(prompt: str) -> random.Random:
@@ -64,10 +59,13 @@ def draw_png(prompt: str) -> bytes:
 
 
 class DemoImageGenerator:
+    """A placeholder picture, free: the bot builds it without a cost. ``cost`` lets a test stand
+    it in for a paid provider."""
+
     intent = Intent.IMAGE
     demo = True
 
-    def __init__(self, *, cost: int) -> None:
+    def __init__(self, *, cost: int = 0) -> None:
         self._cost = cost
 
     def estimate(self, prompt: str) -> int:

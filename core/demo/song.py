@@ -10,7 +10,8 @@ import wave
 from collections.abc import AsyncIterator
 
 from core.clock import Clock, SystemClock
-from core.demo.image import seeded_random, slug
+from core.demo.image import seeded_random
+from core.filenames import slug
 from core.parts import Audio, GeneratorPart, Intent, Request, Status
 
 SAMPLE_RATE = 22_050
@@ -53,10 +54,13 @@ def demo_lyrics(prompt: str) -> str:
 
 
 class DemoSongGenerator:
+    """A placeholder song, free: the bot builds it without a cost. ``cost`` lets a test stand it
+    in for a paid provider."""
+
     intent = Intent.SONG
     demo = True
 
-    def __init__(self, *, cost: int, delay_s: float = 0.5, clock: Clock | None = None) -> None:
+    def __init__(self, *, cost: int = 0, delay_s: float = 0.5, clock: Clock | None = None) -> None:
         self._cost = cost
         self._delay_s = delay_s
         self._clock = clock or SystemClock()

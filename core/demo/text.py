@@ -92,13 +92,16 @@ def chunks(text: str) -> Iterator[str]:
 
 
 class _DemoText:
+    """Placeholder text, free: the bot builds it without a cost. ``cost`` lets a test stand it in
+    for a paid provider."""
+
     intent: Intent
     demo = True
 
     def __init__(
         self,
         *,
-        cost: int,
+        cost: int = 0,
         delay_s: float = 0.03,
         clock: Clock | None = None,
         history_tokens: int = DEFAULT_HISTORY_TOKENS,

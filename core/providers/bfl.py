@@ -1,4 +1,10 @@
-"""Images from Black Forest Labs' Flux API: submit once, poll the returned URL, download at once."""
+"""Images from Black Forest Labs' Flux API: submit once, poll the returned URL, download at once.
+
+The polling URL comes from BFL's answer, so it is checked like any provider-given URL: the ``x-key``
+goes only to the configured ``BFL_API_URL`` origin or, as BFL's global endpoint answers with
+regional polling hosts, to ``https`` hosts in its parent domain (``api.us1.bfl.ai`` for
+``api.bfl.ai``) that resolve to public addresses.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 
 from core.clock import Clock
-from core.demo.image import slug
 from core.errors import GenerationError, ModerationError
+from core.filenames import slug
 from core.parts import Checkpoint, GeneratorPart, Image, Intent, Request, Status
+from core.providers.fetch import DEFAULT_MEDIA, MediaPolicy
 from core.providers.http import RetryPolicy, download, extension, poll, read_json, submit_once
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,7 @@ class BflImageGenerator:
         timeout_s: float,
         cost: int,
         policy: RetryPolicy,
+        media: MediaPolicy = DEFAULT_MEDIA,
     ) -> None:
         self._http = http
         self._clock = clock
@@ -53,6 +61,7 @@ class BflImageGenerator:
         self._timeout_s = timeout_s
         self._cost = cost
         self._policy = policy
+        self._guard = media.guard(api_url, service=SERVICE, regional=True)
 
     def estimate(self, prompt: str) -> int:
         return self._cost
@@ -106,7 +115,14 @@ class BflImageGenerator:
             )
         yield Status("Downloading the image…")
         image = await download(
-            self._http, url, clock=self._clock, policy=self._policy, service=SERVICE, what="image"
+            self._http,
+            url,
+            clock=self._clock,
+            policy=self._policy,
+            service=SERVICE,
+            what="image",
+            guard=self._guard,
+            kind="image",
         )
         yield Image(
             data=image.data,
@@ -138,6 +154,7 @@ class BflImageGenerator:
             policy=self._policy,
             service=SERVICE,
             deadline=deadline,
+            guard=self._guard,
             headers=self._headers,
         )
         return read_json(response, service=SERVICE, shape=dict)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.history import transcript
 from core.parts import Intent, Turn
+from core.providers.failures import openai_failure
 from core.providers.openai_text import TextModel
 from core.router import CLASSIFIED_INTENTS, Classification
 
@@ -65,23 +66,28 @@ class OpenAIClassifier:
         return self._model.allowance
 
     async def classify(self, text: str, history: Sequence[Turn] = ()) -> Classification:
-        """Ask the model, showing it the newest turns of ``history``; raise ``ClassifierError``
-        (or the SDK's error) on anything unusable."""
+        """Ask the model, showing it the newest turns of ``history``; raise ``ClassifierError`` on
+        an unusable answer, or a ``GenerationError`` (whose text quotes no provider) on a failed call."""
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": INSTRUCTIONS}]
         if history:
             shown = transcript(history[-HISTORY_TURNS:], per_turn_chars=HISTORY_TURN_CHARS)
             messages.append({"role": "system", "content": f"The conversation so far, oldest first:\n{shown}"})
         messages.append({"role": "user", "content": text})
         contents = [str(message.get("content") or "") for message in messages]
-        response = await self._client.chat.completions.create(
-            model=self._model.name,
-            messages=messages,
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": "route", "strict": True, "schema": SCHEMA},
-            },
-            max_completion_tokens=self._model.output_limit(*contents),
-        )
+        try:
+            response = await self._client.chat.completions.create(
+                model=self._model.name,
+                messages=messages,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "route", "strict": True, "schema": SCHEMA},
+                },
+                max_completion_tokens=self._model.output_limit(*contents),
+            )
+        except openai.OpenAIError as error:
+            # The SDK's error text quotes the server's, which may quote the key; the engine writes
+            # a failed classifier's error into its refund note.
+            raise openai_failure("classifier", error) from error
         content = response.choices[0].message.content if response.choices else None
         if not content:
             raise ClassifierError("the classifier returned no content")

@@ -1,4 +1,9 @@
-"""What a person is told when a provider answers with an HTTP error or cannot be reached."""
+"""What a person is told when a provider answers with an HTTP error or cannot be reached.
+
+A provider's own words (an error body, a failure reason) are never shown to people: a body can quote
+the request, and with it a key. Each message here is short and names only the service and the HTTP
+status; the provider's text goes into the error's ``detail``, which only the (redacting) logs see.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +43,10 @@ def http_failure(service: str, response: httpx.Response, *, detail: str = "") ->
             f"The {service} is having trouble (HTTP {status}). Please try again in a few minutes.",
             detail=log_detail,
         )
-    reason = f": {sentence(detail)}" if detail else "."
-    return GenerationError(f"The {service} refused the request (HTTP {status}){reason}", detail=log_detail)
+    return GenerationError(
+        f"The {service} refused the request (HTTP {status}). An admin can find its reason in the bot's logs.",
+        detail=log_detail,
+    )
 
 
 def error_reason(response: httpx.Response) -> str:
@@ -55,7 +62,7 @@ def error_reason(response: httpx.Response) -> str:
 
 
 def sentence(text: str) -> str:
-    """A provider's reason, trimmed and ending like a sentence, to quote to a person."""
+    """A provider's reason, trimmed and ending like a sentence, for the logs."""
     text = " ".join(text.split())[:200] or "no reason given"
     return text if text.endswith((".", "!", "?")) else text + "."
 
@@ -122,4 +129,4 @@ def openai_failure(service: str, error: openai.OpenAIError) -> GenerationError:
         # Only a connection that never opened is certain to have sent nothing (see sdk_http).
         never_sent = isinstance(error.__cause__, httpx.ConnectError)
         return unreachable(service, error) if never_sent else submit_lost(service, error)
-    return GenerationError(f"The {service} reported an error: {sentence(str(error))}", detail=repr(error))
+    return GenerationError(f"The {service} reported an error.", detail=repr(error))

@@ -1,5 +1,6 @@
 """Provider HTTP on the shared client: paid submissions sent exactly once; polls and downloads
-(idempotent) retried with backoff and jitter, honouring ``Retry-After``."""
+(idempotent) retried with backoff and jitter, honouring ``Retry-After``, through the guards of
+``core.providers.fetch`` (trusted hosts, redirects, size caps, media types)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 from core.clock import Clock
 from core.errors import GenerationError
 from core.providers.failures import http_failure, retry_after, submit_lost, unreachable
+from core.providers.fetch import MAX_ANSWER_BYTES, MediaKind, UrlGuard, fetch, sniff
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +53,23 @@ async def get(
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
     deadline: float | None = None,
+    guard: UrlGuard | None = None,
+    max_bytes: int = MAX_ANSWER_BYTES,
+    what: str = "answer",
 ) -> httpx.Response:
     """GET ``url``, retrying transport errors and retryable statuses (429, 5xx) with backoff.
 
-    Returns the last response, whatever its status; raises the last ``httpx.TransportError`` when
-    no attempt got an answer. Never sleeps past ``deadline`` (a ``clock.now()`` value).
+    Returns the last response, whatever its status, its body read (at most ``max_bytes``); raises
+    the last ``httpx.TransportError`` when no attempt got an answer. Never sleeps past ``deadline``
+    (a ``clock.now()`` value). A provider-given URL needs a ``guard`` (see ``fetch``); a refused
+    URL or an oversized body is raised at once, never retried.
     """
     for retry in range(policy.attempts):
         failure: httpx.TransportError | None = None
         try:
-            response = await http.get(url, headers=headers, params=params)
+            response = await fetch(
+                http, url, guard=guard, max_bytes=max_bytes, what=what, headers=headers, params=params
+            )
         except httpx.TransportError as error:
             failure = error
             wait = policy.backoff(retry)
@@ -92,7 +101,8 @@ async def submit_once(
     """POST a paid submission exactly once. Any failure, including a lost answer, is raised as the
     person's error and never resent: the provider may have accepted the work."""
     try:
-        response = await http.post(url, json=body, headers=headers)
+        # Never redirected: a 307 would resend the paid body, and its key, to wherever it points.
+        response = await http.post(url, json=body, headers=headers, follow_redirects=False)
     except httpx.TimeoutException as error:
         raise submit_lost(service, error) from error
     except httpx.TransportError as error:
@@ -110,13 +120,22 @@ async def poll(
     policy: RetryPolicy,
     service: str,
     deadline: float,
+    guard: UrlGuard,
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
 ) -> httpx.Response:
-    """A status check (``get`` with retries) whose final failure is raised as the person's error."""
+    """A status check (``get`` with retries) whose final failure is raised as the person's error.
+    ``headers`` (credentials) go only to the provider's own origin."""
     try:
         response = await get(
-            http, url, clock=clock, policy=policy, headers=headers, params=params, deadline=deadline
+            http,
+            url,
+            clock=clock,
+            policy=policy,
+            headers=headers,
+            params=params,
+            deadline=deadline,
+            guard=guard,
         )
     except httpx.TransportError as error:
         raise unreachable(service, error) from error
@@ -139,13 +158,19 @@ async def download(
     policy: RetryPolicy,
     service: str,
     what: str,
+    guard: UrlGuard,
+    kind: MediaKind,
 ) -> Download:
-    """Fetch finished media from a (usually signed, short-lived) URL, with retries.
+    """Fetch finished media from a (usually signed, short-lived) URL, with retries, at most
+    ``guard.policy.max_bytes`` of it, and only if its magic bytes show media of ``kind``.
 
-    Raises ``GenerationError`` naming ``what`` (e.g. "image") when the link is gone or empty.
+    Raises ``GenerationError`` naming ``what`` (e.g. "image") when the link is gone or empty, is
+    refused, is too large, or is not an image or audio as expected; nothing is kept then.
     """
     try:
-        response = await get(http, url, clock=clock, policy=policy)
+        response = await get(
+            http, url, clock=clock, policy=policy, guard=guard, max_bytes=guard.policy.max_bytes, what=what
+        )
     except httpx.TransportError as error:
         raise unreachable(service, error) from error
     if response.status_code in GONE_STATUSES:
@@ -159,15 +184,29 @@ async def download(
         raise GenerationError(
             f"The {service} delivered an empty {what}.", detail=f"GET {_safe(url)}: no body"
         )
-    mime_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not mime_type or mime_type in ("application/octet-stream", "binary/octet-stream"):
-        mime_type = mimetypes.guess_type(httpx.URL(url).path)[0] or "application/octet-stream"
+    mime_type = sniff(response.content, kind)
+    if mime_type is None:
+        declared = response.headers.get("content-type", "")
+        raise GenerationError(
+            f"The {service} sent something that isn't {'an image' if kind == 'image' else 'audio'} "
+            f"as the {what}, so I didn't post it.",
+            detail=f"GET {_safe(url)}: {declared!r}, starting {response.content[:16]!r}",
+        )
     return Download(response.content, mime_type)
 
 
 def extension(mime_type: str, fallback: str) -> str:
     """A filename extension for a MIME type, e.g. ``audio/mpeg`` → ``mp3``."""
-    known = {"audio/mpeg": "mp3", "audio/mp3": "mp3", "image/jpeg": "jpg", "audio/wav": "wav"}
+    known = {
+        "audio/mpeg": "mp3",
+        "audio/mp3": "mp3",
+        "audio/wav": "wav",
+        "audio/ogg": "ogg",
+        "audio/mp4": "m4a",
+        "image/jpeg": "jpg",
+        "image/png": "png",
+        "image/webp": "webp",
+    }
     guessed = known.get(mime_type) or (mimetypes.guess_extension(mime_type) or "").lstrip(".")
     return guessed or fallback
 

@@ -11,10 +11,11 @@ import httpx
 import openai
 
 from core.clock import Clock
-from core.demo.image import slug
 from core.errors import GenerationError
+from core.filenames import slug
 from core.parts import GeneratorPart, Image, Intent, Request, Status
 from core.providers.failures import openai_failure
+from core.providers.fetch import DEFAULT_MEDIA, MediaPolicy, TooLarge, sniff
 from core.providers.http import RetryPolicy, download, extension
 
 SERVICE = "image service"
@@ -50,6 +51,7 @@ class OpenAIImageGenerator:
         timeout_s: float,
         cost: int,
         policy: RetryPolicy,
+        media: MediaPolicy = DEFAULT_MEDIA,
     ) -> None:
         self._client = client
         self._http = http
@@ -60,6 +62,8 @@ class OpenAIImageGenerator:
         self._timeout_s = timeout_s
         self._cost = cost
         self._policy = policy
+        self._media = media
+        self._guard = media.guard(str(client.base_url), service=SERVICE)
 
     def estimate(self, prompt: str) -> int:
         return self._cost
@@ -81,6 +85,11 @@ class OpenAIImageGenerator:
             raise openai_failure(SERVICE, error) from error
         picture = response.data[0] if response.data else None
         if picture is not None and picture.b64_json:
+            if len(picture.b64_json) // 4 * 3 > self._media.max_bytes:
+                raise TooLarge(
+                    f"The {SERVICE}'s image was larger than the size limit, so I didn't keep it.",
+                    detail=f"{len(picture.b64_json)} characters of base64",
+                )
             try:
                 data = base64.b64decode(picture.b64_json, validate=True)
             except binascii.Error as error:
@@ -89,7 +98,14 @@ class OpenAIImageGenerator:
         elif picture is not None and picture.url:
             yield Status("Downloading the image…")
             image = await download(
-                self._http, picture.url, clock=self._clock, policy=self._policy, service=SERVICE, what="image"
+                self._http,
+                picture.url,
+                clock=self._clock,
+                policy=self._policy,
+                service=SERVICE,
+                what="image",
+                guard=self._guard,
+                kind="image",
             )
             data, mime_type = image.data, image.mime_type
         else:
@@ -105,10 +121,7 @@ class OpenAIImageGenerator:
 
 def sniff_image_type(data: bytes) -> str:
     """PNG, JPEG or WebP from the file's magic bytes; an image service may send any of them."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    raise GenerationError(f"The {SERVICE} sent something that isn't an image.", detail=repr(data[:16]))
+    mime_type = sniff(data, "image")
+    if mime_type is None:
+        raise GenerationError(f"The {SERVICE} sent something that isn't an image.", detail=repr(data[:16]))
+    return mime_type

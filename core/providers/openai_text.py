@@ -2,14 +2,21 @@
 
 Charging: the engine reserves the configured per-answer allowance (``RESEARCH_COST_USD``,
 ``CHAT_COST_USD``). Before each call the output is capped (``max_completion_tokens``) at what the
-allowance still buys after a worst-case count of the input tokens, so the actual cost, computed from
-the usage the server reports, cannot exceed the reservation. Without a usage report (a cut stream, a
-server that ignores ``include_usage``) the cost is estimated from the text; without a price for the
-model, the allowance is charged as a flat fee.
+allowance still buys after a realistic estimate of the input tokens (``pricing.estimated_tokens``).
+The cost is computed from the usage the server reports and never charged above the reservation.
+Without a usage report (a cut stream, a server that ignores ``include_usage``) the cost is
+estimated from the text; without a price for the model, the allowance is charged as a flat fee.
 
 History: the request's earlier turns are sent as chat messages before the prompt, the newest that
-fit ``history_tokens`` (``HISTORY_TOKENS``); when older ones are left out, the model is told so and
-the person sees it in a progress line. History counts toward the input, so toward the cap too.
+fit both ``history_tokens`` (``HISTORY_TOKENS``) and the allowance: the answer keeps room for a
+useful length (``USEFUL_ANSWER_TOKENS``, or half of what the allowance buys when it is tight) and
+the history gets the rest, oldest turns left out first; the question is always kept. When older
+turns are left out, the model is told so and the person sees it in a progress line.
+``allowance_warning`` tells the operator at start-up when an allowance is too small for the model.
+
+Bad answers: a server that ignores ``stream: true`` and sends one JSON completion is read as one
+chunk; a stream that ends without ``[DONE]`` or a ``finish_reason`` is treated as cut off; an
+answer without any text is refunded with a message saying so.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import openai
@@ -30,12 +38,19 @@ from core.history import DEFAULT_HISTORY_TOKENS, Window, fit_history, multiple_s
 from core.money import format_usd
 from core.parts import GeneratorPart, Intent, Request, Status, TextDelta, Usage
 from core.providers.failures import openai_failure
-from core.providers.pricing import TokenPrice, estimated_tokens, worst_case_tokens
+from core.providers.pricing import TokenPrice, estimated_tokens
 
 log = logging.getLogger(__name__)
 
 SERVICE = "text service"
 MIN_OUTPUT_TOKENS = 64
+USEFUL_ANSWER_TOKENS = {Intent.CHAT: 300, Intent.RESEARCH: 1500, Intent.SUMMARY: 300}
+"""The answer length each service keeps room for before earlier turns are added, and which the
+start-up check expects an allowance to pay for."""
+TYPICAL_QUESTION = "x" * 200
+"""The question the start-up check prices: a couple of sentences."""
+NOTICE_TOKENS = 32
+"""Room for the note telling the model that earlier turns were left out."""
 
 RESEARCH_INSTRUCTIONS = """\
 You write short, well-structured research papers in Markdown for a team chat.
@@ -69,8 +84,19 @@ class TextModel:
         """The largest ``max_completion_tokens`` that keeps the call within the allowance."""
         if self.price is None:
             return self.max_output_tokens
-        affordable = self.price.affordable_output(self.allowance, worst_case_tokens(*messages))
+        affordable = self.price.affordable_output(self.allowance, estimated_tokens(*messages))
         return min(self.max_output_tokens, affordable)
+
+    def input_room(self, *messages: str, answer_tokens: int) -> int:
+        """Tokens of input the allowance still pays for besides ``messages`` when ``answer_tokens``
+        of answer must stay affordable."""
+        if self.price is None:
+            return 1 << 31
+        left = self.allowance * 1_000_000 - min(answer_tokens, self.max_output_tokens) * self.price.output
+        left -= estimated_tokens(*messages) * self.price.input
+        if left <= 0:
+            return 0
+        return left // self.price.input if self.price.input else 1 << 31
 
     def charge(self, usage: CompletionUsage | None, *messages: str, written: str) -> int:
         """The actual cost from ``usage``, else an estimate from the text; never above the allowance."""
@@ -110,6 +136,19 @@ class OpenAITextGenerator:
         self._instructions = instructions
         self._history_tokens = history_tokens
 
+    @property
+    def model(self) -> TextModel:
+        return self._model
+
+    @property
+    def instructions(self) -> str:
+        return self._instructions
+
+    @property
+    def answer_tokens(self) -> int:
+        """The answer length kept affordable before earlier turns are added."""
+        return min(USEFUL_ANSWER_TOKENS.get(self.intent, 300), self._model.max_output_tokens)
+
     def messages(self, prompt: str, request: Request, window: Window) -> list[ChatCompletionMessageParam]:
         """Instructions, a note if earlier turns were left out, the turns that fit, then the prompt."""
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": self._instructions}]
@@ -121,7 +160,7 @@ class OpenAITextGenerator:
             if turn.role == "assistant":
                 messages.append({"role": "assistant", "content": turn_text(turn)})
             else:
-                text = f"<{turn.author}> {turn.text}" if named else turn.text
+                text = f"<{turn.author}> {turn_text(turn)}" if named else turn_text(turn)
                 messages.append({"role": "user", "content": text})
         messages.append({"role": "user", "content": f"<{request.user}> {prompt}" if named else prompt})
         return messages
@@ -129,9 +168,29 @@ class OpenAITextGenerator:
     def estimate(self, prompt: str) -> int:
         return self._model.allowance
 
-    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
-        window = fit_history(request.history, max_tokens=self._history_tokens)
+    def fit(self, prompt: str, request: Request) -> tuple[Window, list[ChatCompletionMessageParam]]:
+        """The earlier turns this answer can afford, and the messages sent with them.
+
+        The answer keeps room for ``answer_tokens`` (or half of what the allowance buys without
+        any history, when that is less); the newest turns that fit the rest are sent.
+        """
+        alone = Window((), len(request.history))
+        messages = self.messages(prompt, request, alone)
+        if not request.history:
+            return alone, messages
+        fixed = _contents(messages)
+        keep = min(self.answer_tokens, max(MIN_OUTPUT_TOKENS, self._model.output_limit(*fixed) // 2))
+        room = self._model.input_room(*fixed, answer_tokens=keep) - NOTICE_TOKENS
+        window = fit_history(request.history, max_tokens=max(0, min(self._history_tokens, room)))
         messages = self.messages(prompt, request, window)
+        # fit_history counts tokens its own way: leave out more of the oldest turns if still needed.
+        while window.turns and self._model.output_limit(*_contents(messages)) < keep:
+            window = Window(window.turns[1:], window.left_out + 1)
+            messages = self.messages(prompt, request, window)
+        return window, messages
+
+    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        window, messages = self.fit(prompt, request)
         contents = _contents(messages)
         limit = self._model.output_limit(*contents)
         if limit < MIN_OUTPUT_TOKENS:
@@ -139,12 +198,18 @@ class OpenAITextGenerator:
                 "That prompt is too long to answer within the allowance for one answer. Please shorten it.",
                 detail=f"only {limit} output tokens affordable",
             )
-        status = window.status()
-        if status:
-            yield Status(status)
+        if window.left_out and not window.turns:
+            yield Status(
+                "Answering the question alone: this answer's allowance leaves no room for earlier turns…"
+            )
+        else:
+            status = window.status()
+            if status:
+                yield Status(status)
         written: list[str] = []
         usage: CompletionUsage | None = None
         finish: str | None = None
+        done = False
         try:
             # The SDK's client sends the request (base URL, auth, retries, status errors) but the
             # typed ``chat.completions.create`` is skipped: validating these plain parameters against
@@ -163,12 +228,10 @@ class OpenAITextGenerator:
                 stream_cls=openai.AsyncStream[httpx.Response],
             )
             async with _closing(stream) as response:
-                async for data in server_sent_data(response.aiter_lines()):
-                    if data.startswith("[DONE]"):
+                async for chunk in _chunks(response):
+                    if chunk is None:
+                        done = True
                         break
-                    chunk = json.loads(data)
-                    if not isinstance(chunk, dict):
-                        raise ValueError(f"a stream chunk is not an object: {data[:100]!r}")
                     if chunk.get("error"):
                         raise _stream_error(chunk["error"], response.request)
                     usage = _usage(chunk.get("usage")) or usage
@@ -178,7 +241,9 @@ class OpenAITextGenerator:
                         if text:
                             written.append(text)
                             yield TextDelta(text)
-        except (openai.OpenAIError, httpx.HTTPError, ValueError) as error:
+            if not done and finish is None:
+                raise IncompleteStream("the stream ended without [DONE] or a finish_reason")
+        except (openai.OpenAIError, httpx.HTTPError, ValueError, IncompleteStream) as error:
             failure = openai_failure(SERVICE, error) if isinstance(error, openai.OpenAIError) else None
             if not written or isinstance(failure, ModerationError):
                 raise failure or GenerationError(
@@ -194,11 +259,43 @@ class OpenAITextGenerator:
             ) from error
         if finish == "content_filter":
             raise ModerationError(f"The {SERVICE} stopped this answer on content grounds.")
+        if not "".join(written).strip():
+            raise GenerationError(
+                f"The {SERVICE} sent an empty answer. Please try again, or rephrase the question.",
+                detail=f"{self._model.name}: no text; finish_reason {finish!r}, usage {usage}",
+            )
         if finish == "length":
             yield TextDelta("\n\n_(Cut short: this is as long as one answer can be.)_")
         if usage is None:
             log.info("%s reported no usage; charging an estimate", self._model.name)
         yield Usage(self._model.charge(usage, *contents, written="".join(written)))
+
+
+class IncompleteStream(Exception):
+    """The answer's stream closed without saying it was finished."""
+
+
+def allowance_warning(generator: object, *, variable: str) -> str | None:
+    """A start-up warning naming ``variable`` when one answer's allowance cannot pay for the
+    instructions, a short question and a useful answer (``USEFUL_ANSWER_TOKENS``) on the
+    generator's model; ``None`` when it can, when the model has no price (a flat fee), or for a
+    generator that is not an ``OpenAITextGenerator``."""
+    if not isinstance(generator, OpenAITextGenerator):
+        return None
+    model = generator.model
+    if model.price is None:
+        return None
+    needed = model.price.cost(
+        estimated_tokens(generator.instructions, TYPICAL_QUESTION), generator.answer_tokens
+    )
+    if needed <= model.allowance:
+        return None
+    return (
+        f"{variable}={format_usd(model.allowance)} can't pay for a useful answer on {model.name}: "
+        f"a short question and {generator.answer_tokens} tokens of answer cost {format_usd(needed)}. "
+        "Answers will be cut short, with little or none of the conversation's earlier turns; set "
+        f"{variable} to at least {format_usd(needed)}, or {format_usd(2 * needed)} to leave room for them."
+    )
 
 
 def research_generator(
@@ -240,6 +337,46 @@ async def server_sent_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             data.append(value[1:] if value.startswith(" ") else value)
     if data:
         yield "\n".join(data)
+
+
+async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any] | None]:
+    """The stream's chunks, then ``None`` for ``[DONE]``. A server that ignored ``stream: true``
+    and answered one JSON completion is read as a single chunk followed by ``[DONE]``."""
+    if "text/event-stream" in response.headers.get("content-type", ""):
+        events = server_sent_data(response.aiter_lines())
+    else:
+        body = (await response.aread()).decode(errors="replace")
+        if not any(line.startswith("data:") for line in body.splitlines()):
+            yield _completion_chunk(json.loads(body))
+            yield None
+            return
+        events = server_sent_data(_async_lines(body))
+    async for data in events:
+        if data.startswith("[DONE]"):
+            yield None
+            return
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a stream chunk is not an object: {data[:100]!r}")
+        yield chunk
+
+
+def _completion_chunk(body: object) -> dict[str, Any]:
+    """A ``chat.completion`` body in the shape of one stream chunk (message → delta)."""
+    if not isinstance(body, dict):
+        raise ValueError(f"the answer is not a JSON object: {str(body)[:100]!r}")
+    choices = []
+    for choice in body.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message") or {}
+            content = message.get("content") if isinstance(message, dict) else None
+            choices.append({"delta": {"content": content}, "finish_reason": choice.get("finish_reason")})
+    return {"choices": choices, "usage": body.get("usage"), "error": body.get("error")}
+
+
+async def _async_lines(text: str) -> AsyncIterator[str]:
+    for line in text.splitlines():
+        yield line
 
 
 @contextlib.asynccontextmanager

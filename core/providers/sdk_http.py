@@ -21,7 +21,8 @@ class RefusedRetriesOnly(httpx.AsyncBaseTransport):
         import openai  # only SDK clients use this transport, so the SDK is loaded already
 
         try:
-            return await self._shared.send(request, stream=True)
+            # Not redirected: a redirect would carry the key and a paid request to another host.
+            return await self._shared.send(request, stream=True, follow_redirects=False)
         except httpx.ConnectError:
             raise  # no connection, so nothing was sent: the SDK may try again
         except httpx.TimeoutException as error:

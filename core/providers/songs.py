@@ -17,11 +17,11 @@ from typing import Any, Protocol
 import httpx
 
 from core.clock import Clock
-from core.demo.image import slug
 from core.errors import GenerationError, ModerationError
+from core.filenames import slug
 from core.parts import Audio, Checkpoint, GeneratorPart, Image, Intent, Request, Status
-from core.providers.failures import sentence
-from core.providers.http import RetryPolicy, download, extension, poll, read_json, submit_once
+from core.providers.fetch import DEFAULT_MEDIA, MediaKind, MediaPolicy, UrlGuard
+from core.providers.http import Download, RetryPolicy, download, extension, poll, read_json, submit_once
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class Progress:
 class SongApi(Protocol):
     """One vendor's wire shape. ``submit`` is paid and sent once; ``check`` is idempotent."""
 
+    base_url: str
+    """The configured ``SONG_API_URL``: clips are downloaded from its origin or public https hosts."""
+
     async def submit(self, prompt: str) -> str:
         """Start a song; return the job reference to poll."""
         ...
@@ -75,6 +78,7 @@ class SongGenerator:
         timeout_s: float,
         cost: int,
         policy: RetryPolicy,
+        media: MediaPolicy = DEFAULT_MEDIA,
     ) -> None:
         self._api = api
         self._http = http
@@ -83,6 +87,7 @@ class SongGenerator:
         self._timeout_s = timeout_s
         self._cost = cost
         self._policy = policy
+        self._guard: UrlGuard = media.guard(api.base_url, service=SERVICE)
 
     def estimate(self, prompt: str) -> int:
         return self._cost
@@ -124,9 +129,7 @@ class SongGenerator:
             stage = progress.stage
         clip = progress.clip
         yield Status("Downloading the song…")
-        audio = await download(
-            self._http, clip.audio_url, clock=self._clock, policy=self._policy, service=SERVICE, what="song"
-        )
+        audio = await self._download(clip.audio_url, what="song", kind="audio")
         title = clip.title.strip() or prompt[:80]
         yield Audio(
             data=audio.data,
@@ -144,14 +147,7 @@ class SongGenerator:
         if not clip.image_url:
             return None
         try:
-            image = await download(
-                self._http,
-                clip.image_url,
-                clock=self._clock,
-                policy=self._policy,
-                service=SERVICE,
-                what="cover",
-            )
+            image = await self._download(clip.image_url, what="cover", kind="image")
         except GenerationError as error:
             log.info("song cover skipped: %s", error)
             return None
@@ -163,12 +159,25 @@ class SongGenerator:
             title=f"Cover art: {title}"[:200],
         )
 
+    async def _download(self, url: str, *, what: str, kind: MediaKind) -> Download:
+        return await download(
+            self._http,
+            url,
+            clock=self._clock,
+            policy=self._policy,
+            service=SERVICE,
+            what=what,
+            guard=self._guard,
+            kind=kind,
+        )
+
 
 def _song_failure(message: str, job: str) -> GenerationError:
-    shown = sentence(message)
-    if any(word in shown.lower() for word in _MODERATION_WORDS):
-        return ModerationError(f"The song service declined this song: {shown}", detail=f"song job {job}")
-    return GenerationError(f"The song service couldn't make this song: {shown}", detail=f"song job {job}")
+    """The service's own reason goes to the logs only: people see a short message."""
+    detail = f"song job {job}: {message[:500]}"
+    if any(word in message.lower() for word in _MODERATION_WORDS):
+        return ModerationError("The song service declined this song on content grounds.", detail=detail)
+    return GenerationError("The song service couldn't make this song.", detail=detail)
 
 
 def _duration(seconds: float) -> str:
@@ -187,6 +196,8 @@ class _SongHttp:
     ) -> None:
         self._http = http
         self._clock = clock
+        self.base_url = api_url
+        self._guard = DEFAULT_MEDIA.guard(api_url, service=SERVICE)
         self._base = api_url.rstrip("/")
         self._headers = {"accept": "application/json"}
         if api_key:
@@ -206,6 +217,7 @@ class _SongHttp:
             policy=self._policy,
             service=SERVICE,
             deadline=deadline,
+            guard=self._guard,
             headers=self._headers,
             params=params,
         )
@@ -240,8 +252,7 @@ class UdioApi(_SongHttp):
         job = answer.get("workId")
         if answer.get("code", 200) != 200 or not isinstance(job, str | int) or not str(job):
             raise GenerationError(
-                f"The song service refused the request: {sentence(str(answer.get('message') or ''))}",
-                detail=f"udioapi /generate answered {answer}"[:500],
+                "The song service refused the request.", detail=f"udioapi /generate answered {answer}"[:500]
             )
         return str(job)
 

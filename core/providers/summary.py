@@ -5,6 +5,7 @@ from __future__ import annotations
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
+from core.errors import GenerationError
 from core.history import DEFAULT_HISTORY_TOKENS, Window, transcript
 from core.parts import Intent, Request
 from core.providers.openai_text import OpenAITextGenerator, TextModel
@@ -29,6 +30,17 @@ class OpenAISummaryGenerator(OpenAITextGenerator):
             instructions=SUMMARY_INSTRUCTIONS,
             history_tokens=history_tokens,
         )
+
+    def fit(self, prompt: str, request: Request) -> tuple[Window, list[ChatCompletionMessageParam]]:
+        """As for any answer, but a summary of none of the conversation is refused (and refunded)."""
+        window, messages = super().fit(prompt, request)
+        if request.history and not window.turns:
+            raise GenerationError(
+                "One summary's allowance is too small to read this conversation with this model. "
+                "An admin can raise RESEARCH_COST_USD.",
+                detail=f"{self.model.name}: no turn fits the allowance {self.model.allowance}",
+            )
+        return window, messages
 
     def messages(self, prompt: str, request: Request, window: Window) -> list[ChatCompletionMessageParam]:
         """The conversation as one transcript to read, not as turns to continue."""

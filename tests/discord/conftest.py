@@ -12,7 +12,7 @@ import discord
 import pytest
 
 from adapters.discord import DiscordConfig, StudioClient
-from adapters.discord.client import point_at
+from adapters.discord.runner import point_at
 from core.clock import Clock
 from core.engine import Engine, Resumption
 from core.ledger import BudgetReport, Ledger
@@ -39,6 +39,16 @@ class AutoClock:
 StartBot = Callable[..., Awaitable[asyncio.Task[None]]]
 TOLERANCE = 1e-9
 """Virtual time is a float sum: a one-second gap may come out as 0.9999999999999991."""
+EDIT_LIMIT, EDIT_WINDOW_S = 5, 5.0
+"""Discord's edits per channel: 5 per 5 s."""
+
+
+def within_edit_limit(times: Sequence[float]) -> bool:
+    """No ``EDIT_WINDOW_S`` seconds hold more than ``EDIT_LIMIT`` of these edit times."""
+    return all(
+        sum(1 for t in times if start - TOLERANCE <= t < start + EDIT_WINDOW_S - TOLERANCE) <= EDIT_LIMIT
+        for start in times
+    )
 
 
 @pytest.fixture

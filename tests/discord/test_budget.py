@@ -63,11 +63,12 @@ async def test_bad_amount_gets_a_clear_message(
     assert (await ledger.report(Scope("discord", fake.guild_id))).limit_is_default
 
 
-async def test_member_without_manage_guild_can_neither_view_nor_change(
+async def test_member_without_manage_guild_sees_only_their_own_line_and_cannot_change(
     fake: FakeDiscord, start_bot: StartBot, ledger: Ledger
 ) -> None:
     await start_bot()
-    assert await budget(fake, "show", user=MEMBER, permissions=0) == "Only admins can see this budget."
+    own = await budget(fake, "show", user=MEMBER, permissions=0)
+    assert own.startswith("**Your spend in ") and "Limit:" not in own and "Last transactions" not in own
     refused = await budget(fake, "set", user=MEMBER, permissions=0, amount="1000")
     assert refused == "Only admins can change this budget."
     assert await budget(fake, "reset", user=MEMBER, permissions=0) == "Only admins can change this budget."

@@ -21,7 +21,9 @@ class RecordingEngine(Engine):
     """The demo engine with job rows, keeping every request it is asked to handle."""
 
     def __init__(self, ledger: Ledger) -> None:
-        super().__init__(ledger=ledger, generators=demo_engine(ledger).generators, jobs=JobStore(ledger))
+        super().__init__(
+            ledger=ledger, generators=demo_engine(ledger).generators, jobs=JobStore(ledger.database)
+        )
         self.requests: list[Request] = []
 
     def handle(self, request: Request) -> AsyncIterator[Part]:
@@ -30,7 +32,7 @@ class RecordingEngine(Engine):
 
 
 async def stored_destination(ledger: Ledger, request: Request) -> Destination | None:
-    job = await JobStore(ledger).get(request.id)
+    job = await JobStore(ledger.database).get(request.id)
     assert job is not None
     return job.destination
 

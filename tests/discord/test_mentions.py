@@ -11,7 +11,7 @@ import pytest
 
 from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
 from core.demo.text import chat_answer
-from core.engine import Engine
+from core.engine import RESTARTING, Engine
 from core.generator import Generator
 from core.history import Window
 from core.ledger import Ledger
@@ -19,7 +19,7 @@ from core.money import usd_to_micros
 from core.parts import GeneratorPart, Intent, Request, Scope, TextDelta
 from core.render import STREAMING_MARKER
 from tests.conftest import CHAT_COST, IMAGE_COST, RESEARCH_COST, SONG_COST
-from tests.discord.conftest import TOLERANCE, AutoClock, StartBot, settled_report
+from tests.discord.conftest import AutoClock, StartBot, settled_report, within_edit_limit
 from tests.fakes.fake_discord import FakeDiscord, FakeMessage
 
 ORANGE, GREEN, RED = 0xE67E22, 0x1F8B4C, 0xE74C3C
@@ -63,8 +63,7 @@ async def test_mention_streams_edits_into_a_reply(
         assert version.description.endswith(STREAMING_MARKER.strip())
         assert version.colour == ORANGE
     assert [len(v.description) for v in streaming] == sorted(len(v.description) for v in streaming)
-    times = reply.edit_times
-    assert all(later - earlier >= 1.0 - TOLERANCE for earlier, later in itertools.pairwise(times))
+    assert within_edit_limit(reply.edit_times[1:]), "the edits after the post keep to the channel's limit"
     report = await settled_report(ledger, Scope("discord", fake.guild_id))
     assert report.used == CHAT_COST
     assert [row.user for row in report.recent] == ["111"]
@@ -183,19 +182,19 @@ class Hanging:
 async def test_stopping_the_bot_mid_answer_refunds_and_finishes_the_message(
     fake: FakeDiscord, start_bot: StartBot, ledger: Ledger
 ) -> None:
-    bot = await start_bot(Engine(ledger=ledger, generators={**demo_generators(), Intent.CHAT: Hanging()}))
+    engine = Engine(ledger=ledger, generators={**demo_generators(), Intent.CHAT: Hanging()})
+    bot = await start_bot(engine)
     await fake.mention("hello", author=fake.user("111", "alice"))
     await fake.wait_until(lambda: bool(fake.channel_messages()))
 
+    await engine.shutdown(0)
     bot.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await bot
 
-    reply, notice = fake.channel_messages()
-    assert reply.current.description == "Thinking about it"
-    assert reply.current.colour == GREEN, "the last edit landed before disconnecting"
-    assert notice.reference == reply.id
-    assert notice.current.description.startswith("⚠️ I was stopped before finishing this. Nothing was charged")
+    [reply] = fake.channel_messages()
+    assert reply.current.description == f"Thinking about it\n\n⚠️ {RESTARTING}"
+    assert reply.current.colour == RED, "the last edit landed before disconnecting"
     report = await ledger.report(Scope("discord", fake.guild_id))
     assert (report.used, report.held) == (0, 0)
     assert [row.status for row in report.recent] == ["refunded"]
@@ -212,3 +211,32 @@ async def test_an_answer_that_cannot_be_posted_is_refunded(
     assert [row.status for row in report.recent] == ["refunded"]
     assert report.used == 0
     assert fake.channel_messages() == []
+
+
+class Broadcasting:
+    """A chat model that tries to notify everyone, a role and a user in its answer."""
+
+    intent = Intent.CHAT
+    demo = False
+
+    def estimate(self, prompt: str) -> int:
+        return CHAT_COST
+
+    async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        yield TextDelta("@everyone and @here, ")
+        yield TextDelta("<@&123456789012345678> and <@999>: look!")
+
+
+async def test_model_output_pings_nobody(fake: FakeDiscord, start_bot: StartBot, ledger: Ledger) -> None:
+    await start_bot(Engine(ledger=ledger, generators={**demo_generators(), Intent.CHAT: Broadcasting()}))
+    await fake.mention("announce it", author=fake.user("111", "alice"))
+    await fake.wait_until(lambda: bool(finished(fake, fake.channel_id)))
+
+    messages = f"/channels/{fake.channel_id}/messages"
+    writes = [c for c in fake.calls if c.method in ("POST", "PATCH") and c.path.startswith(messages)]
+    assert len(writes) >= 2, "posted, then edited"
+    for call in writes:
+        # Text goes in embeds, which never notify anyone; a new message also forbids every ping.
+        assert not call.body.get("content"), call.body
+        assert call.body.get("allowed_mentions", {"parse": []})["parse"] == [], call.body
+    assert "@everyone" in writes[-1].body["embeds"][0]["description"], "shown, but inert"

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import discord
+import pytest
 
 from adapters.discord.pacing import RequestPacer
-from adapters.discord.surface import DiscordSurface
-from core.clock import FakeClock, settle
-from core.render import MessageState, View
+from adapters.discord.surface import PACE, DiscordSurface
+from core.pacing import Buckets
+from core.parts import Part, TextDelta
+from core.render import render
+from tests.clock import FakeClock, settle
 
 SURFACES = 10
 LIMIT = 8
@@ -27,9 +30,11 @@ class RecordedMessage:
     clock: FakeClock
     posted: float
     edits: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
 
-    async def edit(self, **_: Any) -> RecordedMessage:
+    async def edit(self, *, embed: discord.Embed, **_: Any) -> RecordedMessage:
         self.edits.append(self.clock.now())
+        self.texts.append(embed.description or "")
         return self
 
 
@@ -55,30 +60,32 @@ class RecordedOutlet:
         raise AssertionError("nothing is refused here")
 
 
+async def answer_parts(clock: FakeClock) -> AsyncIterator[Part]:
+    """Text for 2 s: posted at once, one edit when the channel's bucket allows, then the final."""
+    for pause, text in ((0.0, "Hello"), (0.5, " there"), (0.5, ", you"), (1.0, ".")):
+        await clock.sleep(pause)
+        yield TextDelta(text)
+
+
 async def stream_everywhere(clock: FakeClock, pacer: RequestPacer | None) -> list[RecordedMessage]:
-    """Ten answers each post at t=0 and then edit three times as fast as their own pacing allows;
-    return their messages, which know when they were posted and edited (virtual time)."""
+    """Ten answers, each in its own channel, rendered at once through the client's pacing; return
+    their messages, which know when they were posted and edited (virtual time)."""
     ids = itertools.count(1)
     outlets = [RecordedOutlet(clock, ids) for _ in range(SURFACES)]
-    surfaces = [
-        DiscordSurface(outlet, clock=clock, edit_interval=1.0, uploading_notice_bytes=1, pacer=pacer)
-        for outlet in outlets
-    ]
+    edits = Buckets(PACE, clock=clock)
 
-    async def answer(surface: DiscordSurface) -> None:
-        await surface.post(View("Hello", MessageState.STREAMING))
-        for text in ("Hello there", "Hello there, you"):
-            await surface.edit(View(text, MessageState.STREAMING))
-        await surface.edit(View("Hello there, you.", MessageState.DONE))
+    async def answer(channel: int, outlet: RecordedOutlet) -> None:
+        surface = DiscordSurface(outlet, clock=clock, uploading_notice_bytes=1)
+        await render(answer_parts(clock), surface, clock=clock, bucket=edits.of(str(channel)), gate=pacer)
 
-    answers = asyncio.gather(*(answer(surface) for surface in surfaces))
+    answers = asyncio.gather(*(answer(channel, outlet) for channel, outlet in enumerate(outlets)))
     await settle()
     for _ in range(600):
         await clock.advance(0.01)
     await answers
     messages = [message for outlet in outlets for message in outlet.messages]
     for message in messages:
-        assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in itertools.pairwise(message.edits))
+        assert message.texts[-1] == "Hello there, you."
     return messages
 
 
@@ -92,7 +99,7 @@ async def test_many_answers_stay_under_the_limit_in_every_window() -> None:
 
     assert len(messages) == SURFACES
     calls = calls_of(messages)
-    assert len(calls) == SURFACES * 4
+    assert len(calls) == SURFACES * 3
     assert max(sum(1 for t in calls if start <= t < start + 1.0 - 1e-9) for start in calls) <= LIMIT
     # A burst up to the limit goes out at once: the first eight answers show their text at t=0.
     assert sorted(message.posted for message in messages)[:LIMIT] == [0.0] * LIMIT
@@ -102,7 +109,10 @@ async def test_without_a_pacer_every_answer_writes_at_the_same_moment() -> None:
     clock = FakeClock()
     calls = calls_of(await stream_everywhere(clock, None))
 
-    assert calls == [0.0] * SURFACES + [1.0] * SURFACES + [2.0] * SURFACES + [3.0] * SURFACES
+    # Posted at once; the changes coalesced into one edit when the channel's bucket has a token
+    # beyond the kept one; the final text sent as soon as the stream ends, from the kept token.
+    edit_at = 1 / PACE.per_second
+    assert calls == pytest.approx([0.0] * SURFACES + [edit_at] * SURFACES + [2.0] * SURFACES)
 
 
 async def test_waiting_posts_go_before_waiting_edits_and_given_up_turns_are_skipped() -> None:

@@ -30,6 +30,7 @@ async def test_bot_run_connects_syncs_and_answers_a_mention(tmp_path: Path) -> N
             "DISCORD_GATEWAY_URL": fake.gateway_url,
             "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
             "DEMO_DELAY_S": "0",
+            "DEMO_PROVIDERS": "true",  # no provider keys: without it every service would be off
             "LOG_LEVEL": "INFO",
         }
         log_path = tmp_path / "bot.log"
@@ -47,8 +48,10 @@ async def test_bot_run_connects_syncs_and_answers_a_mention(tmp_path: Path) -> N
                     "song",
                     "research",
                     "budget",
+                    "access",
                     "summary",
                     "forget",
+                    "help",
                 }
 
                 await fake.mention("hello there", author=fake.user("111", "alice"))

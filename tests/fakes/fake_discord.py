@@ -132,6 +132,8 @@ class FakeDiscord:
         self.synced: dict[str | None, list[Json]] = {}
         self.identified: list[Json] = []
         self.resumed: list[Json] = []
+        self.roles: list[Json] = []
+        """The guild's roles besides @everyone (``add_role``), sent with the guild."""
         self.privileged_intents_enabled = True
         self.refused: list[Json] = []
         """Identify payloads answered with close code 4014 (privileged intents switched off)."""
@@ -184,10 +186,30 @@ class FakeDiscord:
             "bot": bot,
         }
 
-    def member(self, user: Json, *, permissions: int = 0) -> Json:
+    def add_role(self, name: str) -> str:
+        """A new role of the guild (clients that connect afterwards see it); its id."""
+        role_id = self.snowflake()
+        self.roles.append(self.role_payload(role_id, name))
+        return role_id
+
+    @staticmethod
+    def role_payload(role_id: str, name: str) -> Json:
+        return {
+            "id": role_id,
+            "name": name,
+            "permissions": "0",
+            "position": 1,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+    def member(self, user: Json, *, permissions: int = 0, roles: list[str] | None = None) -> Json:
         return {
             "user": user,
-            "roles": [],
+            "roles": list(roles or []),
             "flags": 0,
             "joined_at": _iso(),
             "deaf": False,
@@ -219,7 +241,8 @@ class FakeDiscord:
                     "managed": False,
                     "mentionable": False,
                     "flags": 0,
-                }
+                },
+                *self.roles,
             ],
             "members": [self.member(self.bot_user)],
             "channels": [
@@ -284,6 +307,7 @@ class FakeDiscord:
         mention_bot: bool = True,
         reply_to: str | None = None,
         message_type: int | None = None,
+        roles: list[str] | None = None,
     ) -> str:
         """A user message: ``<@bot> text`` in a guild channel (or thread), or ``text`` in a DM.
 
@@ -311,7 +335,13 @@ class FakeDiscord:
         }
         if not dm:
             data["guild_id"] = self.guild_id
-            data["member"] = {"roles": [], "flags": 0, "joined_at": _iso(), "deaf": False, "mute": False}
+            data["member"] = {
+                "roles": list(roles or []),
+                "flags": 0,
+                "joined_at": _iso(),
+                "deaf": False,
+                "mute": False,
+            }
         if reply_to is not None:
             data["message_reference"] = {
                 "type": 0,
@@ -351,8 +381,12 @@ class FakeDiscord:
         dm: bool = False,
         attachment_size_limit: int = ATTACHMENT_SIZE_LIMIT,
         channel_id: str | None = None,
+        roles: list[str] | None = None,
+        resolved: Json | None = None,
     ) -> FakeInteraction:
-        """A slash command invocation, as INTERACTION_CREATE; ``channel_id`` may be the thread's."""
+        """A slash command invocation, as INTERACTION_CREATE; ``channel_id`` may be the thread's.
+        ``roles`` are the member's role ids; ``resolved`` the users, roles and channels its
+        options name, as Discord sends them."""
         in_thread = not dm and channel_id == self.thread_id
         interaction = FakeInteraction(
             id=self.snowflake(),
@@ -372,6 +406,8 @@ class FakeDiscord:
             "app_permissions": str((1 << 50) - 1),
             "data": {"id": self.snowflake(), "name": name, "type": 1, "options": options or []},
         }
+        if resolved:
+            data["data"]["resolved"] = resolved
         if dm:
             data["user"] = user
             data["channel_id"] = self.dm_channel_id
@@ -380,7 +416,7 @@ class FakeDiscord:
         else:
             data["guild_id"] = self.guild_id
             data["guild_locale"] = "en-US"
-            data["member"] = self.member(user, permissions=permissions)
+            data["member"] = self.member(user, permissions=permissions, roles=roles)
             data["channel_id"] = interaction.channel_id
             data["channel"] = {
                 "id": interaction.channel_id,

@@ -20,11 +20,14 @@ class Stream:
 
     ``cut_after`` drops the connection after that many content chunks; ``garbage_after`` sends a
     line that is not JSON after that many; ``error_after`` sends an SSE error event instead.
+    ``finish_reason=None`` sends no finishing chunk and ``done=False`` no ``[DONE]``: a stream that
+    just stops, cleanly closed.
     """
 
     text: str = "Hello there."
     usage: tuple[int, int] | None = (100, 200)
-    finish_reason: str = "stop"
+    finish_reason: str | None = "stop"
+    done: bool = True
     cut_after: int | None = None
     garbage_after: int | None = None
     error_after: int | None = None
@@ -35,7 +38,9 @@ class Hangup:
     """Read the whole request, then close the connection without a word, as a crashed proxy would."""
 
 
-def completion(content: str, *, usage: tuple[int, int] | None = (50, 10), model: str = "m") -> dict[str, Any]:
+def completion(
+    content: str | None, *, usage: tuple[int, int] | None = (50, 10), model: str = "m"
+) -> dict[str, Any]:
     """A non-streamed ``chat.completion`` body whose message says ``content``."""
     body: dict[str, Any] = {
         "id": "chatcmpl-fake",
@@ -133,11 +138,13 @@ class FakeOpenAI(ProviderServer):
                 )
             delta = {"content": piece} if number else {"role": "assistant", "content": piece}
             await response.write(chunk([{"index": 0, "delta": delta, "finish_reason": None}]))
-        await response.write(chunk([{"index": 0, "delta": {}, "finish_reason": stream.finish_reason}]))
+        if stream.finish_reason is not None:
+            await response.write(chunk([{"index": 0, "delta": {}, "finish_reason": stream.finish_reason}]))
         if stream.usage is not None:
             prompt, written = stream.usage
             usage = {"prompt_tokens": prompt, "completion_tokens": written, "total_tokens": prompt + written}
             await response.write(chunk([], usage))
-        await response.write(b"data: [DONE]\n\n")
+        if stream.done:
+            await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

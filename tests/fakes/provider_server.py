@@ -1,7 +1,9 @@
-"""What the provider fakes share: a scripted aiohttp app on 127.0.0.1, a request log, media files."""
+"""What the provider fakes share: a scripted aiohttp app on 127.0.0.1, a request log, media files
+(and hostile ones: redirects elsewhere, bodies that never end)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +46,10 @@ class ProviderServer:
         self.seen: list[Seen] = []
         self.media: dict[str, bytes] = {}
         self.media_types: dict[str, str] = {}
+        self.redirects: dict[str, str] = {}
+        self.endless: dict[str, tuple[bytes, str, int | None]] = {}
+        self.streamed = 0
+        """Bytes of endless bodies written so far."""
         self._runner: web.AppRunner | None = None
         self.origin = ""
 
@@ -74,6 +80,17 @@ class ProviderServer:
         self.media_types[name] = mime_type
         return f"{self.origin}/media/{name}"
 
+    def add_redirect(self, name: str, location: str, *, status: int = 302) -> str:
+        """``/media/{name}`` answers ``status`` pointing at ``location``."""
+        self.redirects[name] = f"{status} {location}"
+        return f"{self.origin}/media/{name}"
+
+    def add_endless(self, name: str, prefix: bytes, mime_type: str, *, declared: int | None = None) -> str:
+        """``/media/{name}`` streams ``prefix`` then zeros until the client hangs up, declaring
+        ``declared`` as its Content-Length if given (else chunked)."""
+        self.endless[name] = (prefix, mime_type, declared)
+        return f"{self.origin}/media/{name}"
+
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         raw = await request.read()
@@ -85,11 +102,33 @@ class ProviderServer:
         response: web.StreamResponse = await handler(request)
         return response
 
-    async def _media(self, request: web.Request) -> web.Response:
+    async def _media(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
+        if name in self.redirects:
+            status, location = self.redirects[name].split(" ", 1)
+            return web.Response(status=int(status), headers={"location": location})
+        if name in self.endless:
+            return await self._endless(request, *self.endless[name])
         if name not in self.media:
             return web.json_response({"error": "NoSuchKey"}, status=404)
         return web.Response(body=self.media[name], content_type=self.media_types[name])
+
+    async def _endless(
+        self, request: web.Request, prefix: bytes, mime_type: str, declared: int | None
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": mime_type})
+        if declared is not None:
+            response.content_length = declared
+        await response.prepare(request)
+        chunk = prefix + bytes(64 * 1024 - len(prefix))
+        try:
+            while True:
+                await response.write(chunk)
+                self.streamed += len(chunk)
+                chunk = bytes(64 * 1024)
+                await asyncio.sleep(0)
+        except ConnectionError:
+            return response
 
 
 def take(script: deque[Any], default: Any) -> Any:

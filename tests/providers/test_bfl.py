@@ -103,7 +103,9 @@ async def test_final_statuses_other_than_ready_are_refunded(
         ),
         (
             Reply(422, {"detail": "width must be a multiple of 32"}),
-            "The image service refused the request (HTTP 422): width must be a multiple of 32.",
+            # The provider's own words go to the logs only (issue 15, item 10).
+            "The image service refused the request (HTTP 422). "
+            "An admin can find its reason in the bot's logs.",
         ),
         (Reply(200, "{not json"), "The image service sent a reply I couldn't read."),
         (Reply(200, {"id": "job-1"}), "The image service sent a reply I couldn't read."),

@@ -7,10 +7,10 @@ from collections import deque
 import httpx
 
 from core.breaker import CircuitBreaker
-from core.clock import FakeClock
 from core.engine import Engine
 from core.ledger import Ledger
 from core.parts import Image, Intent
+from tests.clock import FakeClock
 from tests.conftest import demo_engine
 from tests.fakes.fake_bfl import FakeBfl
 from tests.fakes.provider_server import Reply
@@ -45,6 +45,6 @@ async def test_a_5xx_storm_opens_the_breaker_and_the_service_recovers(
     recovered = await ask(engine, "a lighthouse", Intent.IMAGE)
     assert recovered.failure is None
     assert any(isinstance(part, Image) for part in recovered.parts)
-    assert not breakers[Intent.IMAGE].is_open
+    assert breakers[Intent.IMAGE].retry_after() is None
     report = await ledger.report(recovered.report.scope)
     assert report.used == 40_000  # only the successful image was charged

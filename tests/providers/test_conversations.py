@@ -33,7 +33,10 @@ def remembering(ledger: Ledger, *generators: Generator, classifier: OpenAIClassi
     chosen = dict(demo_engine(ledger).generators)
     chosen.update({generator.intent: generator for generator in generators})
     return Engine(
-        ledger=ledger, generators=chosen, classifier=classifier, conversations=ConversationStore(ledger)
+        ledger=ledger,
+        generators=chosen,
+        classifier=classifier,
+        conversations=ConversationStore(ledger.database),
     )
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from bot.settings import Settings
+from bot.settings import environment_variables
 from core.ledger import Ledger
 from core.money import format_usd, usd_to_micros
 from core.parts import Scope
@@ -37,7 +37,7 @@ async def test_the_console_makes_real_images_songs_and_research_and_the_ledger_a
             Stream(ANSWER, usage=(60, 25)),  # ... answered as chat
         ]
     )
-    env = {key: value for key, value in os.environ.items() if key.lower() not in Settings.model_fields}
+    env = {key: value for key, value in os.environ.items() if key.upper() not in environment_variables()}
     env |= {
         "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
         "OPENAI_API_KEY": "sk-e2e",

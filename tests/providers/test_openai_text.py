@@ -13,8 +13,9 @@ from core.money import format_usd
 from core.parts import Intent, TextDelta
 from core.providers import TextModel, chat_generator, research_generator
 from core.providers.openai_text import RESEARCH_INSTRUCTIONS
-from core.providers.pricing import TokenPrice, worst_case_tokens
-from tests.fakes.fake_openai import FakeOpenAI, Stream, error
+from core.providers.pricing import TokenPrice, estimated_tokens
+from tests.fakes.fake_openai import FakeOpenAI, Stream, completion, error
+from tests.fakes.provider_server import Reply
 from tests.providers.conftest import ask, engine_with
 
 PRICE = TokenPrice(input=150_000, output=600_000)  # $0.15 / $0.60 per million tokens
@@ -65,8 +66,8 @@ async def test_the_output_cap_keeps_the_worst_case_within_the_reservation(
     assert outcome.failure is None
     limit = fake_openai.bodies()[0]["max_completion_tokens"]
     messages = [message["content"] for message in fake_openai.bodies()[0]["messages"]]
-    worst = PRICE.cost(worst_case_tokens(*messages), limit)
-    assert 64 <= limit < 1000 and worst <= 600 < PRICE.cost(worst_case_tokens(*messages), limit + 2)
+    estimate = PRICE.cost(estimated_tokens(*messages), limit)
+    assert 64 <= limit < 1000 and estimate <= 600 < PRICE.cost(estimated_tokens(*messages), limit + 2)
     assert outcome.row("chat").charged == PRICE.cost(30, 2)
 
 
@@ -263,3 +264,71 @@ async def test_an_unreachable_server_is_reported(ledger: Ledger, http: httpx.Asy
 
     assert outcome.failure is not None and outcome.failure.startswith("I couldn't reach the text service")
     assert outcome.row("chat").status == "refunded"
+
+
+# --- bad answers (issue 15, item 9) ------------------------------------------------------------
+
+
+async def test_a_server_ignoring_stream_true_is_read_as_one_chunk(
+    ledger: Ledger, fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    fake_openai.chat.append(Reply(body=completion("Tides come from the moon's pull.", usage=(40, 9))))
+    engine = engine_with(ledger, chat_generator(openai_client, model()))
+
+    outcome = await ask(engine, "why are there tides", Intent.CHAT)
+
+    assert outcome.failure is None
+    assert text_of(outcome.parts) == "Tides come from the moon's pull."
+    assert outcome.row("chat").charged == PRICE.cost(40, 9)
+
+
+async def test_a_stream_that_stops_without_done_or_finish_is_marked_incomplete(
+    ledger: Ledger, fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    fake_openai.chat.append(Stream(PAPER, finish_reason=None, usage=None, done=False))
+    engine = engine_with(ledger, research_generator(openai_client, model()))
+
+    outcome = await ask(engine, "lighthouses", Intent.RESEARCH)
+
+    assert text_of(outcome.parts) == PAPER
+    assert outcome.failure is not None and "broke off mid-way" in outcome.failure
+    assert "incomplete" in outcome.failure
+    row = outcome.row("research")
+    assert row.status == "charged" and 0 < row.charged <= ALLOWANCE
+
+
+async def test_a_finish_reason_without_done_is_a_finished_answer(
+    ledger: Ledger, fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    fake_openai.chat.append(Stream("All done.", usage=(10, 3), done=False))
+    engine = engine_with(ledger, chat_generator(openai_client, model()))
+
+    outcome = await ask(engine, "are you done", Intent.CHAT)
+
+    assert outcome.failure is None and text_of(outcome.parts) == "All done."
+    assert outcome.row("chat").charged == PRICE.cost(10, 3)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Stream("", usage=(30, 0)),
+        Stream("   ", usage=(30, 1)),
+        Reply(body=completion(None)),
+        Reply(body=completion("")),
+    ],
+    ids=["empty-stream", "blank-stream", "null-completion", "empty-completion"],
+)
+async def test_an_answer_without_text_says_so_and_is_refunded(
+    ledger: Ledger, fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI, reply: Stream | Reply
+) -> None:
+    fake_openai.chat.append(reply)
+    engine = engine_with(ledger, chat_generator(openai_client, model()))
+
+    outcome = await ask(engine, "say something", Intent.CHAT)
+
+    assert outcome.failure == (
+        "The text service sent an empty answer. Please try again, or rephrase the question. "
+        "Nothing was charged."
+    )
+    assert outcome.row("chat").status == "refunded" and outcome.report.used == 0

@@ -1,17 +1,21 @@
-"""Provider selection: real where a key is set, demo elsewhere, and a clear stop when a key is missing."""
+"""Provider selection: live where a key is set; elsewhere the free demo (terminal) or off (``run``);
+a clear stop when a key is missing; demo work never charged."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bot.providers import build_providers
-from bot.settings import Settings, SettingsError, load_settings
+from bot.providers import build_providers, select_services
+from bot.settings import SettingsError, environment_variables, load_settings
 from core.clock import SystemClock
 from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
-from core.parts import Intent
+from core.engine import Engine
+from core.ledger import Ledger
+from core.parts import Audio, Image, Intent, TextDelta
 from core.providers import (
     BflImageGenerator,
     OpenAIClassifier,
@@ -20,14 +24,16 @@ from core.providers import (
     SongGenerator,
     TokenPrice,
 )
+from tests.fakes.fake_bfl import JPEG, KEY, FakeBfl
+from tests.providers.conftest import InstantClock, ask, engine_with
 
 SECRETS = {"OPENAI_API_KEY": "sk-secret-1", "BFL_API_KEY": "bfl-secret-2", "SONG_API_KEY": "song-secret-3"}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
+    for name in environment_variables():
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
 
@@ -137,3 +143,167 @@ def test_bad_text_prices_name_the_variable(monkeypatch: pytest.MonkeyPatch, valu
 
     with pytest.raises(SettingsError, match=r"TEXT_PRICES: .*model=INPUT/OUTPUT|TEXT_PRICES: .*zero or more"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({"CHAT_MODEL": "gpt-4o"}, ["CHAT_COST_USD"]),
+        ({"CHAT_MODEL": "gpt-4o", "RESEARCH_MODEL": "gpt-4o"}, ["CHAT_COST_USD", "RESEARCH_COST_USD"]),
+        ({"CHAT_MODEL": "gpt-4o", "CHAT_COST_USD": "0.01"}, []),
+        ({}, []),
+    ],
+    ids=["gpt-4o-chat", "gpt-4o-both", "gpt-4o-enough", "defaults"],
+)
+async def test_start_up_warns_when_an_allowance_is_too_small_for_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    env: dict[str, str],
+    warned: list[str],
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    with caplog.at_level(logging.WARNING, logger="bot.providers"):
+        build_providers(load_settings(), http=http, clock=SystemClock())
+
+    warnings = [record.getMessage() for record in caplog.records if record.name == "bot.providers"]
+    assert [message.split("=")[0] for message in warnings] == warned
+    assert all("can't pay for a useful answer on gpt-4o" in message for message in warnings)
+
+
+async def test_media_settings_reach_the_downloads(
+    monkeypatch: pytest.MonkeyPatch,
+    http: httpx.AsyncClient,
+    clock: InstantClock,
+    fake_bfl: FakeBfl,
+    ledger: Ledger,
+) -> None:
+    monkeypatch.setenv("BFL_API_KEY", KEY)
+    monkeypatch.setenv("BFL_API_URL", fake_bfl.base_url)
+    monkeypatch.setenv("MAX_MEDIA_MB", "1")
+    monkeypatch.setenv("MEDIA_ALLOWED_HOSTS", "cdn.internal, localhost")
+    fake_bfl.sample = "huge.jpg"
+    fake_bfl.add_endless("huge.jpg", JPEG, "image/jpeg")
+    settings = load_settings()
+
+    providers = build_providers(settings, http=http, clock=clock)
+    outcome = await ask(engine_with(ledger, providers.generators[Intent.IMAGE]), "a fox", Intent.IMAGE)
+
+    assert settings.media_allowed_hosts == "cdn.internal, localhost"
+    assert outcome.failure is not None and "larger than the 1 MB limit" in outcome.failure
+
+
+ALL_OFF = dict.fromkeys(Intent, "off")
+ALL_DEMO = dict.fromkeys(Intent, "demo")
+
+
+def test_the_terminal_falls_back_to_the_demo_and_run_to_off() -> None:
+    settings = load_settings()
+
+    assert select_services(settings, demo_fallback=True) == ALL_DEMO
+    assert select_services(settings, demo_fallback=False) == ALL_OFF
+
+
+def test_demo_providers_turns_the_demo_on_under_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_PROVIDERS", "true")
+
+    assert select_services(load_settings(), demo_fallback=False) == ALL_DEMO
+
+
+def test_under_run_only_the_services_with_a_provider_are_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+
+    modes = select_services(load_settings(), demo_fallback=False)
+
+    assert modes == {
+        Intent.IMAGE: "off",
+        Intent.SONG: "off",
+        Intent.RESEARCH: "live",
+        Intent.CHAT: "live",
+        Intent.SUMMARY: "live",
+    }
+
+
+@pytest.mark.parametrize("demo_fallback", [True, False])
+def test_off_turns_a_configured_service_off_everywhere(
+    monkeypatch: pytest.MonkeyPatch, demo_fallback: bool
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("IMAGE_PROVIDER", "off")
+    monkeypatch.setenv("TEXT_PROVIDER", "off")
+    monkeypatch.setenv("SONG_PROVIDER", "demo")
+    monkeypatch.setenv("DEMO_PROVIDERS", "true")
+
+    modes = select_services(load_settings(), demo_fallback=demo_fallback)
+
+    assert modes == {
+        Intent.IMAGE: "off",
+        Intent.SONG: "demo",
+        Intent.RESEARCH: "off",
+        Intent.CHAT: "off",
+        Intent.SUMMARY: "off",
+    }
+
+
+async def test_the_start_up_lines_say_live_demo_or_off_and_how_to_turn_it_on(
+    monkeypatch: pytest.MonkeyPatch, http: httpx.AsyncClient
+) -> None:
+    monkeypatch.setenv("BFL_API_KEY", "bfl-secret")
+    monkeypatch.setenv("SONG_PROVIDER", "off")
+
+    providers = build_providers(load_settings(), http=http, clock=SystemClock(), demo_fallback=False)
+
+    lines = providers.descriptions
+    assert lines["image"].startswith("live via Black Forest Labs at https://api.bfl.ai/v1")
+    assert lines["song"] == "off (SONG_PROVIDER=off)"
+    for service in ("research", "chat", "summary"):
+        assert lines[service].startswith("off: set OPENAI_API_KEY to turn it on, or DEMO_PROVIDERS=true")
+    assert providers.classifier is None
+    assert providers.modes[Intent.IMAGE] == "live" and providers.modes[Intent.CHAT] == "off"
+
+    monkeypatch.setenv("DEMO_PROVIDERS", "true")
+    demo = build_providers(load_settings(), http=http, clock=SystemClock(), demo_fallback=False)
+    assert demo.descriptions["chat"] == "demo (offline placeholder, never charged)"
+    assert demo.descriptions["song"] == "off (SONG_PROVIDER=off)"
+
+
+async def test_under_run_an_off_service_answers_that_it_is_not_configured_and_charges_nothing(
+    monkeypatch: pytest.MonkeyPatch, http: httpx.AsyncClient, ledger: Ledger
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "a-platform-token-and-nothing-else")
+    settings = load_settings()
+    providers = build_providers(settings, http=http, clock=SystemClock(), demo_fallback=False)
+    engine = Engine(ledger=ledger, generators=providers.generators)
+
+    image = await ask(engine, "a red fox", Intent.IMAGE)
+    song = await ask(engine, "a sea shanty", Intent.SONG)
+
+    assert image.failure == "Image generation isn't configured on this bot. Nothing was charged."
+    assert song.failure == "Song generation isn't configured on this bot. Nothing was charged."
+    assert image.rows == song.rows == [], "nothing was reserved"
+    assert not any(isinstance(part, Image | Audio) for part in image.parts + song.parts)
+    assert song.report.used == 0 and song.report.held == 0
+
+
+async def test_demo_work_is_never_charged(http: httpx.AsyncClient, ledger: Ledger) -> None:
+    providers = build_providers(load_settings(demo_delay_s=0), http=http, clock=SystemClock())
+    engine = Engine(ledger=ledger, generators=providers.generators)
+
+    image = await ask(engine, "a red fox", Intent.IMAGE)
+    song = await ask(engine, "a sea shanty", Intent.SONG)
+    research = await ask(engine, "the transistor", Intent.RESEARCH)
+
+    assert any(isinstance(part, Image) for part in image.parts)
+    assert any(isinstance(part, Audio) for part in song.parts)
+    assert any(isinstance(part, TextDelta) for part in research.parts)
+    assert research.report.used == 0
+    rows = image.rows + song.rows + research.rows
+    assert [(row.service, row.charged, row.status, row.demo) for row in rows] == [
+        ("image", 0, "charged", True),
+        ("song", 0, "charged", True),
+        ("research", 0, "charged", True),
+    ]

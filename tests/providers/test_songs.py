@@ -104,13 +104,16 @@ async def test_a_failed_song_is_explained_and_refunded(
     clock: InstantClock,
     fail_message: str,
     moderated: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_udio.fail_message = fail_message
 
     outcome = await ask(engine_with(ledger, udio(fake_udio, http, clock)), "a sea shanty", Intent.SONG)
 
-    verb = "declined this song" if moderated else "couldn't make this song"
-    assert outcome.failure == f"The song service {verb}: {fail_message}. Nothing was charged."
+    # The service's own words reach the logs only (issue 15, item 10).
+    verb = "declined this song on content grounds" if moderated else "couldn't make this song"
+    assert outcome.failure == f"The song service {verb}. Nothing was charged."
+    assert fail_message in caplog.text
     assert outcome.row("song").status == "refunded"
 
 
@@ -136,7 +139,7 @@ async def test_a_failed_song_is_explained_and_refunded(
         ),
         (
             Reply(200, {"code": 400, "message": "prompt too long"}),
-            "The song service refused the request: prompt too long.",
+            "The song service refused the request.",
         ),
         (Reply(200, "not json at all"), "The song service sent a reply I couldn't read."),
     ],
@@ -224,10 +227,7 @@ async def test_suno_api_errors_are_refunded(
 
     outcome = await ask(engine_with(ledger, suno(fake_suno, http, clock)), "a sea shanty", Intent.SONG)
 
-    assert outcome.failure == (
-        "The song service declined this song: Suno refused: the lyrics were flagged by moderation. "
-        "Nothing was charged."
-    )
+    assert outcome.failure == ("The song service declined this song on content grounds. Nothing was charged.")
     assert outcome.row("song").status == "refunded"
 
 

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from adapters.slack import SlackBot, SlackConfig
-from core.clock import Clock, FakeClock
+from core.clock import Clock
 from core.engine import Engine
 from core.errors import ProviderUnavailable
 from core.generator import Generator
 from core.ledger import Ledger
 from core.parts import GeneratorPart, Intent, Request, Scope, Status, TextDelta
+from tests.clock import FakeClock
 from tests.conftest import CHAT_COST, IMAGE_COST, RESEARCH_COST, demo_engine
 from tests.fakes.fake_slack import BOT_TOKEN, SIGNING_SECRET, TEAM_ID, FakeSlack
 

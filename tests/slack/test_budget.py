@@ -56,11 +56,9 @@ async def test_other_members_are_refused_privately(
     await harness.command("budget", "set 1000", user=ALICE)
     await harness.command("budget", "set 5", user="U0STRANGER")  # users.info: user_not_found
 
-    assert private_replies(slack) == [
-        "Only admins can see this budget.",
-        "Only admins can change this budget.",
-        "Only admins can change this budget.",
-    ]
+    own, *refused = private_replies(slack)
+    assert own.startswith("*Your spend in ") and "Limit:" not in own, "only their own line"
+    assert refused == ["Only admins can change this budget.", "Only admins can change this budget."]
     assert slack.calls_to("chat.postMessage") == []
     assert (await ledger.report(SCOPE)).limit == DEFAULT_LIMIT
 
@@ -87,3 +85,22 @@ async def test_budget_visible_to_everyone_lets_members_look_but_not_change(
     shown, refused = private_replies(slack)
     assert shown.startswith("*Budget for ") and "Remaining: $20.00" in shown
     assert refused == "Only admins can change this budget."
+
+
+async def test_budget_dashboard_sends_an_admin_a_private_link_to_the_workspace(
+    start_http: StartHttp, engine: Engine, slack: FakeSlack
+) -> None:
+    from core.dashboard import DashboardLinks
+    from tests.clock import FakeClock
+
+    add_users(slack)
+    engine.dashboard = links = DashboardLinks("s", clock=FakeClock(), base_url="https://bot.example.com")
+    harness = await start_http(engine)
+    await harness.command("budget", "dashboard", user=ADMIN)
+    await harness.command("budget", "dashboard", user=ALICE)
+
+    link, refused = private_replies(slack)
+    url = link.split("dashboard for this budget: ")[1].split()[0]
+    assert links.open(url.split("t=")[1]).scope == SCOPE
+    assert refused == "Only admins can open this budget's dashboard."
+    assert len(slack.top_level("C0GENERAL")) == 0

@@ -40,7 +40,7 @@ def remembering(ledger: Ledger, *generators: Generator) -> Engine:
     """The demo engine, remembering conversations, with some generators replaced."""
     base = demo_engine(ledger)
     chosen = dict(base.generators) | {generator.intent: generator for generator in generators}
-    return Engine(ledger=ledger, generators=chosen, conversations=ConversationStore(ledger))
+    return Engine(ledger=ledger, generators=chosen, conversations=ConversationStore(ledger.database))
 
 
 def conversation(channel: str, thread_ts: str) -> str:
@@ -49,10 +49,7 @@ def conversation(channel: str, thread_ts: str) -> str:
 
 async def stored(ledger: Ledger, where: str = "1 = 1", *params: str) -> int:
     """Conversation events in the database, read with plain SQL."""
-    async with ledger.connection.execute(
-        f"SELECT COUNT(*) FROM conversation_events WHERE {where}", params
-    ) as cursor:
-        row = await cursor.fetchone()
+    row = await ledger.database.fetchone(f"SELECT COUNT(*) FROM conversation_events WHERE {where}", params)
     assert row is not None
     return int(row[0])
 
@@ -225,6 +222,7 @@ async def test_bot_run_passes_the_follow_up_setting_and_the_store_to_slack(
         slack_app_token=APP_TOKEN,
         slack_api_url=slack.api_url,
         demo_delay_s=0,
+        demo_providers=True,  # no provider keys: without it every service would be off
         metrics_port=0,
     )
     run = asyncio.create_task(cmd_run(configured, argparse.Namespace()))

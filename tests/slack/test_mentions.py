@@ -8,19 +8,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
+
 from adapters.slack import SlackBot
-from adapters.slack.app import OPENING_DELAY_S
-from core.clock import FakeClock
+from adapters.slack.surface import PACE as SLACK_PACE
 from core.engine import Engine
 from core.ledger import Ledger
-from core.render import STREAMING_MARKER
+from core.render import OPENING_DELAY_S, STREAMING_MARKER
+from tests.clock import FakeClock
 from tests.conftest import CHAT_COST, DEFAULT_LIMIT, demo_engine
 from tests.fakes.fake_slack import GENERAL, FakeSlack
 from tests.slack.conftest import SCOPE, GatedChat, Harness, StartHttp, engine_with, http_config, running, tick
 
 
 async def stream_hello_world(harness: Harness, gate: GatedChat, clock: FakeClock) -> str:
-    """Mention the bot, feed "Hello, " (shown at once) and "world." (shown an edit interval later),
+    """Mention the bot, feed "Hello, " (shown at once) and "world." (shown when a token refills),
     end; return the thread ts."""
     slack = harness.slack
     payload = slack.mention("hello there")
@@ -34,11 +36,12 @@ async def stream_hello_world(harness: Harness, gate: GatedChat, clock: FakeClock
     await slack.wait_for(lambda: slack.calls_to("chat.delete"))  # text shows, progress line goes
     assert clock.now() == OPENING_DELAY_S, "the first text replaces the progress line at once"
     gate.pieces.put_nowait("world.")
-    await tick(clock, 0.5)
+    refill = 1 / SLACK_PACE.per_second  # the post and the first text spent two tokens; one is kept
+    await tick(clock, refill - 0.01)
     calls = len(slack.calls)
     await asyncio.sleep(0.01)
-    assert len(slack.calls) == calls, "later text waits for the edit interval"
-    await tick(clock, 0.5)
+    assert len(slack.calls) == calls, "later text waits for a token beyond the kept one"
+    await tick(clock, 0.02)
     await slack.wait_for(lambda: any("world." in message.text for message in slack.messages.values()))
     gate.pieces.put_nowait(None)
     await harness.bot.drain()
@@ -93,6 +96,25 @@ async def test_an_answer_that_starts_at_once_needs_no_progress_line(
     ]
     [reply] = slack.thread(GENERAL, payload["event"]["ts"])
     assert reply.text == "Hi!"
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_model_output_cannot_notify_a_channel_or_a_user_group(
+    start_http: StartHttp, ledger: Ledger, slack: FakeSlack, streaming: bool
+) -> None:
+    if not streaming:
+        slack.unsupported.add("chat.startStream")  # the fallback: posts and edits
+    gate = GatedChat()
+    harness = await start_http(engine_with(ledger, gate))
+    gate.pieces.put_nowait("<!channel> wake up, <!subteam^S0DEVS|@devs> and <!here|here>; @everyone too")
+    gate.pieces.put_nowait(None)
+
+    payload = await harness.mention("summon everyone")
+
+    [reply] = slack.thread(GENERAL, payload["event"]["ts"])
+    written = [str(call.args) for call in slack.calls if call.method.startswith("chat.")]
+    assert not any("<!" in text or "@everyone" in text for text in written), written
+    assert reply.text == "@\u200bchannel wake up, @\u200bdevs and @\u200bhere; @\u200beveryone too"
 
 
 async def test_mention_falls_back_to_edits_when_streaming_is_unavailable(
@@ -163,6 +185,21 @@ async def test_a_retried_event_is_answered_and_charged_once_even_after_a_restart
         report = await reopened.report(SCOPE)
     assert len(slack.thread(GENERAL, thread_ts)) == 1
     assert (report.used, len(report.recent)) == (CHAT_COST, 1)
+
+
+async def test_mentions_by_other_bots_are_ignored_and_cost_nothing(
+    start_http: StartHttp, engine: Engine, ledger: Ledger, slack: FakeSlack
+) -> None:
+    harness = await start_http(engine)
+    from_a_bot = slack.mention("hello from a bot")
+    from_a_bot["event"]["bot_id"] = "B0OTHER"
+    as_bot_message = slack.mention("hello again")
+    as_bot_message["event"] |= {"bot_id": "B0OTHER", "subtype": "bot_message"}
+    for payload in (from_a_bot, as_bot_message):
+        await harness.deliver(payload)
+
+    assert not slack.calls_to("chat.postMessage") and not slack.calls_to("chat.startStream")
+    assert (await ledger.report(SCOPE)).recent == []
 
 
 @asynccontextmanager

@@ -33,6 +33,7 @@ async def test_bot_run_serves_slack_over_http(slack: FakeSlack, tmp_path: Path) 
         "SLACK_API_URL": slack.api_url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
         "DEMO_DELAY_S": "0",
+        "DEMO_PROVIDERS": "true",  # no provider keys: without it every service would be off
         "LOG_LEVEL": "INFO",
     }
     url = f"http://127.0.0.1:{port}/slack/events"

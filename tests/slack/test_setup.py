@@ -52,10 +52,14 @@ def test_the_manifest_asks_for_exactly_what_the_adapter_uses() -> None:
         "/song",
         "/research",
         "/budget",
+        "/access",
+        "/help",
         "/summary",
         "/forget",
     ]
     assert all("url" not in command for command in commands)
+    # Only the commands naming members or channels get them as ids (<@U123|name>).
+    assert [command["command"] for command in commands if command["should_escape"]] == ["/budget", "/access"]
     forget = commands[-1]
     assert forget["usage_hint"] == "[all]" and "`" not in forget["description"]
     assert manifest["settings"]["event_subscriptions"] == {
@@ -85,7 +89,10 @@ def test_the_http_mode_manifest_points_events_and_commands_at_the_server() -> No
     assert manifest["display_information"]["name"] == "Atelier"
 
 
-def test_the_cli_prints_the_manifest_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_prints_the_manifest_as_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEMO_PROVIDERS", "true")
     assert main(["slack-manifest", "--request-url", "https://bot.example.com"]) == 0
 
     printed = json.loads(capsys.readouterr().out)
@@ -95,6 +102,7 @@ def test_the_cli_prints_the_manifest_as_json(capsys: pytest.CaptureFixture[str])
 def test_the_cli_manifest_follows_slack_follow_ups(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setenv("DEMO_PROVIDERS", "true")
     monkeypatch.setenv("SLACK_FOLLOW_UPS", "mention")
     assert main(["slack-manifest"]) == 0
     assert json.loads(capsys.readouterr().out) == app_manifest(follow_ups="mention")
@@ -102,6 +110,23 @@ def test_the_cli_manifest_follows_slack_follow_ups(
     monkeypatch.setenv("SLACK_FOLLOW_UPS", "always")
     assert main(["slack-manifest"]) != 0
     assert "SLACK_FOLLOW_UPS" in capsys.readouterr().err
+
+
+def test_the_cli_manifest_leaves_out_the_commands_of_services_that_are_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def offered() -> list[str]:
+        assert main(["slack-manifest"]) == 0
+        return [
+            command["command"]
+            for command in json.loads(capsys.readouterr().out)["features"]["slash_commands"]
+        ]
+
+    assert offered() == ["/budget", "/access", "/help", "/forget"]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert offered() == ["/research", "/budget", "/access", "/help", "/summary", "/forget"]
+    monkeypatch.setenv("IMAGE_PROVIDER", "demo")
+    assert offered() == ["/imagine", "/research", "/budget", "/access", "/help", "/summary", "/forget"]
 
 
 def test_slack_starts_with_a_bot_token_and_either_an_app_token_or_a_signing_secret() -> None:
@@ -121,6 +146,7 @@ async def test_bot_run_serves_slack_in_socket_mode(slack: FakeSlack, tmp_path: P
         slack_app_token=APP_TOKEN,
         slack_api_url=slack.api_url,
         demo_delay_s=0,
+        demo_providers=True,  # no provider keys: without it every service would be off
     )
     run = asyncio.create_task(cmd_run(configured, argparse.Namespace()))
     try:
@@ -138,6 +164,58 @@ async def test_bot_run_serves_slack_in_socket_mode(slack: FakeSlack, tmp_path: P
 
 
 def test_slack_admin_ids_must_be_member_ids() -> None:
-    assert settings(slack_admin_ids="U0123ABCD, W0456EFGH").slack_admin_ids == ["U0123ABCD", "W0456EFGH"]
+    assert settings(slack_admin_ids="U0123ABCD, W0456EFGH").slack.admin_ids == {"U0123ABCD", "W0456EFGH"}
     with pytest.raises(SettingsError, match=r"SLACK_ADMIN_IDS: .*'@alice' is not a Slack member id"):
         load_settings(_env_file=None, slack_admin_ids="U0123ABCD,@alice")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://bot.example.com",
+        "https://bot.example.com/",
+        "https://bot.example.com/slack/events",
+        "https://bot.example.com/slack/events/",
+    ],
+)
+def test_the_request_url_may_be_the_base_or_the_full_events_url(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["slack-manifest", "--request-url", given]) == 0
+
+    printed = json.loads(capsys.readouterr().out)
+    url = "https://bot.example.com/slack/events"
+    assert printed["settings"]["event_subscriptions"]["request_url"] == url
+    assert {command["url"] for command in printed["features"]["slash_commands"]} == {url}
+
+
+def test_a_request_url_behind_a_path_prefix_keeps_it() -> None:
+    manifest = app_manifest(request_url="https://example.com/studio")
+    assert (
+        manifest["settings"]["event_subscriptions"]["request_url"]
+        == "https://example.com/studio/slack/events"
+    )
+
+
+@pytest.mark.parametrize(
+    "given", ["http://bot.example.com", "bot.example.com", "https://", "https://bot.example.com/?x=1"]
+)
+def test_the_request_url_must_be_https(given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["slack-manifest", "--request-url", given]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("--request-url: ")
+    assert "https://bot.example.com" in captured.err
+
+
+def test_a_long_name_is_shortened_and_the_operator_told(capsys: pytest.CaptureFixture[str]) -> None:
+    name = "The Very Long Name Of Our Studio Bot For Everyone"
+    assert main(["slack-manifest", "--name", name]) == 0
+
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["display_information"]["name"] == name[:35]
+    assert "--name" in captured.err and repr(name[:35]) in captured.err
+
+    assert main(["slack-manifest", "--name", "Atelier"]) == 0
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,639 @@
+"""The bot's one database, SQLite or PostgreSQL: the storage protocol every store writes through,
+the migrations of every store's tables (both dialects), and event de-duplication.
+
+``Database.open(url)`` picks the implementation: ``sqlite:///…`` (core.db_sqlite, the embedded
+default) or ``postgresql://…`` (core.db_postgres, for many processes sharing one ledger). Stores
+write their SQL once, with ``?`` or ``:name`` parameters, and quote the ``"user"`` column (a reserved
+word in PostgreSQL); where the dialects differ a store asks ``database.dialect``.
+
+(Most of its length is the migrations: schema text, in both dialects where they differ.)
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeAlias
+
+from core.clock import Clock
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+"""How long a SQLite statement waits for another process holding the write lock (a CLI budget change)."""
+PURGE_SEEN_EVERY = 1000
+"""Forget old event keys once every this many first sightings (per process)."""
+
+Dialect: TypeAlias = Literal["sqlite", "postgresql"]
+Row: TypeAlias = tuple[Any, ...]
+Params: TypeAlias = Sequence[object] | Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a writing statement did: how many rows it touched, and what it ``RETURNING``-ed."""
+
+    rowcount: int
+    rows: list[Row] = field(default_factory=list)
+
+
+class Session(Protocol):
+    """Statements inside one transaction (``Database.transaction``) or one consistent read
+    (``Database.snapshot``)."""
+
+    async def execute(self, sql: str, params: Params = ()) -> Written: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step written for each dialect (a plain string is one both can run, see
+    ``migration_sql``)."""
+
+    sqlite: str
+    postgresql: str
+
+
+MIGRATIONS: tuple[str | Migration, ...] = (
+    # 1: limits, monthly periods, transactions log.
+    Migration(
+        sqlite="""
+        CREATE TABLE limits (
+            scope        TEXT PRIMARY KEY,
+            limit_micros INTEGER NOT NULL CHECK (limit_micros >= 0),
+            updated_at   TEXT NOT NULL,
+            updated_by   TEXT NOT NULL
+        );
+        CREATE TABLE periods (
+            scope  TEXT NOT NULL,
+            period TEXT NOT NULL,
+            used   INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
+            held   INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
+            PRIMARY KEY (scope, period)
+        );
+        CREATE TABLE transactions (
+            id         INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            settled_at TEXT,
+            scope      TEXT NOT NULL,
+            period     TEXT NOT NULL,
+            user       TEXT NOT NULL,
+            service    TEXT NOT NULL,
+            prompt     TEXT NOT NULL,
+            reserved   INTEGER NOT NULL,
+            charged    INTEGER NOT NULL DEFAULT 0,
+            status     TEXT NOT NULL
+                       CHECK (status IN ('held', 'charged', 'refunded', 'orphaned')),
+            request_id TEXT NOT NULL,
+            demo       INTEGER NOT NULL DEFAULT 0,
+            note       TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX transactions_by_scope ON transactions (scope, id);
+        CREATE INDEX transactions_held ON transactions (status) WHERE status = 'held';
+        CREATE TRIGGER hold_on_reserve AFTER INSERT ON transactions WHEN NEW.status = 'held'
+        BEGIN
+            UPDATE periods SET held = held + NEW.reserved WHERE scope = NEW.scope AND period = NEW.period;
+        END;
+        CREATE TRIGGER release_on_close AFTER UPDATE OF status ON transactions
+        WHEN OLD.status = 'held' AND NEW.status != 'held'
+        BEGIN
+            UPDATE periods SET held = held - OLD.reserved, used = used + NEW.charged
+            WHERE scope = OLD.scope AND period = OLD.period;
+        END;
+        """,
+        postgresql="""
+        CREATE TABLE limits (
+            scope        TEXT PRIMARY KEY,
+            limit_micros BIGINT NOT NULL CHECK (limit_micros >= 0),
+            updated_at   TEXT NOT NULL,
+            updated_by   TEXT NOT NULL
+        );
+        CREATE TABLE periods (
+            scope  TEXT NOT NULL,
+            period TEXT NOT NULL,
+            used   BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0),
+            held   BIGINT NOT NULL DEFAULT 0 CHECK (held >= 0),
+            PRIMARY KEY (scope, period)
+        );
+        CREATE TABLE transactions (
+            id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            settled_at TEXT,
+            scope      TEXT NOT NULL,
+            period     TEXT NOT NULL,
+            "user"     TEXT NOT NULL,
+            service    TEXT NOT NULL,
+            prompt     TEXT NOT NULL,
+            reserved   BIGINT NOT NULL,
+            charged    BIGINT NOT NULL DEFAULT 0,
+            status     TEXT NOT NULL
+                       CHECK (status IN ('held', 'charged', 'refunded', 'orphaned')),
+            request_id TEXT NOT NULL,
+            demo       INTEGER NOT NULL DEFAULT 0,
+            note       TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX transactions_by_scope ON transactions (scope, id);
+        CREATE INDEX transactions_held ON transactions (status) WHERE status = 'held';
+        CREATE FUNCTION hold_on_reserve() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE periods SET held = held + NEW.reserved WHERE scope = NEW.scope AND period = NEW.period;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER hold_on_reserve AFTER INSERT ON transactions
+            FOR EACH ROW WHEN (NEW.status = 'held') EXECUTE FUNCTION hold_on_reserve();
+        CREATE FUNCTION release_on_close() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE periods SET held = held - OLD.reserved, used = used + NEW.charged
+            WHERE scope = OLD.scope AND period = OLD.period;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER release_on_close AFTER UPDATE OF status ON transactions
+            FOR EACH ROW WHEN (OLD.status = 'held' AND NEW.status <> 'held')
+            EXECUTE FUNCTION release_on_close();
+        """,
+    ),
+    # 2: platform events already processed (Slack retries, Discord interaction replays).
+    """
+    CREATE TABLE seen_events (
+        key     TEXT PRIMARY KEY,
+        seen_at TEXT NOT NULL
+    );
+    CREATE INDEX seen_events_by_time ON seen_events (seen_at);
+    """,
+    # 3: durable jobs, so a restart resumes paid work instead of losing or resubmitting it.
+    Migration(
+        sqlite="""
+        CREATE TABLE jobs (
+            id             TEXT PRIMARY KEY,
+            created_at     TEXT NOT NULL,
+            updated_at     TEXT NOT NULL,
+            scope          TEXT NOT NULL,
+            user           TEXT NOT NULL,
+            intent         TEXT NOT NULL,
+            prompt         TEXT NOT NULL,
+            state          TEXT NOT NULL CHECK (state IN
+                           ('queued', 'running', 'delivering', 'delivered', 'done', 'failed', 'refunded')),
+            transaction_id INTEGER NOT NULL REFERENCES transactions (id),
+            destination    TEXT,
+            checkpoint     TEXT,
+            error          TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX jobs_unfinished ON jobs (state)
+            WHERE state IN ('queued', 'running', 'delivering', 'delivered');
+        """,
+        postgresql="""
+        CREATE TABLE jobs (
+            id             TEXT PRIMARY KEY,
+            created_at     TEXT NOT NULL,
+            updated_at     TEXT NOT NULL,
+            scope          TEXT NOT NULL,
+            "user"         TEXT NOT NULL,
+            intent         TEXT NOT NULL,
+            prompt         TEXT NOT NULL,
+            state          TEXT NOT NULL CONSTRAINT jobs_state CHECK (state IN
+                           ('queued', 'running', 'delivering', 'delivered', 'done', 'failed', 'refunded')),
+            transaction_id BIGINT NOT NULL REFERENCES transactions (id),
+            destination    TEXT,
+            checkpoint     TEXT,
+            error          TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX jobs_unfinished ON jobs (state)
+            WHERE state IN ('queued', 'running', 'delivering', 'delivered');
+        """,
+    ),
+    # 4: conversation memory (core.conversations), and bot messages linked to their conversation.
+    Migration(
+        sqlite="""
+        CREATE TABLE conversation_events (
+            id           INTEGER PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            scope        TEXT NOT NULL,
+            user         TEXT NOT NULL,
+            kind         TEXT NOT NULL CHECK (kind IN
+                         ('user_message', 'answer', 'image', 'song', 'failure', 'summary')),
+            text         TEXT NOT NULL,
+            created_at   TEXT NOT NULL,
+            request_id   TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX conversation_events_by_conversation ON conversation_events (conversation, id);
+        CREATE INDEX conversation_events_by_time ON conversation_events (created_at);
+        CREATE INDEX conversation_events_by_scope ON conversation_events (scope);
+        CREATE TABLE conversation_links (
+            key          TEXT PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            scope        TEXT NOT NULL,
+            created_at   TEXT NOT NULL
+        );
+        CREATE INDEX conversation_links_by_conversation ON conversation_links (conversation);
+        CREATE INDEX conversation_links_by_time ON conversation_links (created_at);
+        CREATE INDEX conversation_links_by_scope ON conversation_links (scope);
+        """,
+        postgresql="""
+        CREATE TABLE conversation_events (
+            id           BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            scope        TEXT NOT NULL,
+            "user"       TEXT NOT NULL,
+            kind         TEXT NOT NULL CHECK (kind IN
+                         ('user_message', 'answer', 'image', 'song', 'failure', 'summary')),
+            text         TEXT NOT NULL,
+            created_at   TEXT NOT NULL,
+            request_id   TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX conversation_events_by_conversation ON conversation_events (conversation, id);
+        CREATE INDEX conversation_events_by_time ON conversation_events (created_at);
+        CREATE INDEX conversation_events_by_scope ON conversation_events (scope);
+        CREATE TABLE conversation_links (
+            key          TEXT PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            scope        TEXT NOT NULL,
+            created_at   TEXT NOT NULL
+        );
+        CREATE INDEX conversation_links_by_conversation ON conversation_links (conversation);
+        CREATE INDEX conversation_links_by_time ON conversation_links (created_at);
+        CREATE INDEX conversation_links_by_scope ON conversation_links (scope);
+        """,
+    ),
+    # 5: a resumed job's answer is remembered in the conversation it was asked in.
+    """
+    ALTER TABLE jobs ADD COLUMN conversation TEXT;
+    """,
+    # 6: transactions whose prompt is still kept, by age, for Ledger.purge.
+    """
+    CREATE INDEX transactions_with_prompt ON transactions (created_at) WHERE prompt != '';
+    """,
+    # 7: conversation events keep values, not descriptions: media rows hold the prompt alone
+    # (their kind says image or song), questions hold the text alone and the intent it was asked with.
+    """
+    ALTER TABLE conversation_events ADD COLUMN intent TEXT;
+    UPDATE conversation_events SET text = substr(text, 8) WHERE kind = 'image' AND text LIKE 'image: %';
+    UPDATE conversation_events SET text = substr(text, 7) WHERE kind = 'song' AND text LIKE 'song: %';
+    UPDATE conversation_events SET intent = 'image', text = substr(text, 10)
+        WHERE kind = 'user_message' AND text LIKE '/imagine %';
+    UPDATE conversation_events SET intent = 'song', text = substr(text, 7)
+        WHERE kind = 'user_message' AND text LIKE '/song %';
+    UPDATE conversation_events SET intent = 'research', text = substr(text, 11)
+        WHERE kind = 'user_message' AND text LIKE '/research %';
+    """,
+    # 8: paid work whose delivery failed is kept, charged, with its result, for a later delivery.
+    Migration(
+        sqlite="""
+        CREATE TABLE jobs_new (
+            id             TEXT PRIMARY KEY,
+            created_at     TEXT NOT NULL,
+            updated_at     TEXT NOT NULL,
+            scope          TEXT NOT NULL,
+            user           TEXT NOT NULL,
+            intent         TEXT NOT NULL,
+            prompt         TEXT NOT NULL,
+            state          TEXT NOT NULL CHECK (state IN ('queued', 'running', 'delivering', 'delivered',
+                           'done', 'failed', 'refunded', 'undelivered')),
+            transaction_id INTEGER NOT NULL REFERENCES transactions (id),
+            destination    TEXT,
+            checkpoint     TEXT,
+            error          TEXT NOT NULL DEFAULT '',
+            conversation   TEXT,
+            result         BLOB,
+            result_meta    TEXT
+        );
+        INSERT INTO jobs_new (id, created_at, updated_at, scope, user, intent, prompt, state,
+                              transaction_id, destination, checkpoint, error, conversation)
+            SELECT id, created_at, updated_at, scope, user, intent, prompt, state,
+                   transaction_id, destination, checkpoint, error, conversation FROM jobs;
+        DROP TABLE jobs;
+        ALTER TABLE jobs_new RENAME TO jobs;
+        CREATE INDEX jobs_unfinished ON jobs (state)
+            WHERE state IN ('queued', 'running', 'delivering', 'delivered');
+        CREATE INDEX jobs_undelivered ON jobs (scope, created_at) WHERE state = 'undelivered';
+        """,
+        postgresql="""
+        ALTER TABLE jobs ADD COLUMN result BYTEA, ADD COLUMN result_meta TEXT, DROP CONSTRAINT jobs_state,
+            ADD CONSTRAINT jobs_state CHECK (state IN ('queued', 'running', 'delivering', 'delivered',
+                           'done', 'failed', 'refunded', 'undelivered'));
+        CREATE INDEX jobs_undelivered ON jobs (scope, created_at) WHERE state = 'undelivered';
+        """,
+    ),
+    # 9: every hold names the process that owns it and how long its lease lasts (core.leases).
+    """
+    ALTER TABLE transactions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE transactions ADD COLUMN lease_until TEXT NOT NULL DEFAULT '';
+    """,
+    # 10: API keys (core.api_keys): only a hash of each key is stored; revoked keys stay listed.
+    """
+    CREATE TABLE api_keys (
+        name         TEXT PRIMARY KEY,
+        scope        TEXT NOT NULL,
+        key_hash     TEXT NOT NULL UNIQUE,
+        created_at   TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at   TEXT
+    );
+    CREATE INDEX transactions_by_request ON transactions (request_id);
+    """,
+    # 11: per-member caps: each member's spend per period kept by triggers beside the
+    # scope's, the caps admins set, and each scope's default cap (NULL = no cap).
+    Migration(
+        sqlite="""
+        CREATE TABLE member_periods (
+            scope  TEXT NOT NULL,
+            period TEXT NOT NULL,
+            user   TEXT NOT NULL,
+            used   INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
+            held   INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
+            requests INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (scope, period, user)
+        );
+        INSERT INTO member_periods (scope, period, user, used, held, requests)
+            SELECT scope, period, user,
+                   SUM(CASE WHEN status != 'held' THEN charged ELSE 0 END),
+                   SUM(CASE WHEN status = 'held' THEN reserved ELSE 0 END),
+                   SUM(CASE WHEN service != 'router' THEN 1 ELSE 0 END)
+            FROM transactions GROUP BY scope, period, user;
+        CREATE TRIGGER member_hold_on_reserve AFTER INSERT ON transactions WHEN NEW.status = 'held'
+        BEGIN
+            INSERT OR IGNORE INTO member_periods (scope, period, user)
+                VALUES (NEW.scope, NEW.period, NEW.user);
+            UPDATE member_periods SET held = held + NEW.reserved,
+                requests = requests + (NEW.service != 'router')
+            WHERE scope = NEW.scope AND period = NEW.period AND user = NEW.user;
+        END;
+        CREATE TRIGGER member_release_on_close AFTER UPDATE OF status ON transactions
+        WHEN OLD.status = 'held' AND NEW.status != 'held'
+        BEGIN
+            UPDATE member_periods SET held = held - OLD.reserved, used = used + NEW.charged
+            WHERE scope = OLD.scope AND period = OLD.period AND user = OLD.user;
+        END;
+        CREATE TABLE member_caps (
+            scope      TEXT NOT NULL,
+            user       TEXT NOT NULL,
+            cap_micros INTEGER CHECK (cap_micros >= 0),
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            PRIMARY KEY (scope, user)
+        );
+        CREATE TABLE member_defaults (
+            scope      TEXT PRIMARY KEY,
+            cap_micros INTEGER CHECK (cap_micros >= 0),
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        """,
+        postgresql="""
+        CREATE TABLE member_periods (
+            scope    TEXT NOT NULL,
+            period   TEXT NOT NULL,
+            "user"   TEXT NOT NULL,
+            used     BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0),
+            held     BIGINT NOT NULL DEFAULT 0 CHECK (held >= 0),
+            requests BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (scope, period, "user")
+        );
+        INSERT INTO member_periods (scope, period, "user", used, held, requests)
+            SELECT scope, period, "user",
+                   SUM(CASE WHEN status <> 'held' THEN charged ELSE 0 END),
+                   SUM(CASE WHEN status = 'held' THEN reserved ELSE 0 END),
+                   SUM(CASE WHEN service <> 'router' THEN 1 ELSE 0 END)
+            FROM transactions GROUP BY scope, period, "user";
+        -- One trigger function per event updates the period, then the member: the order the
+        -- reservation locks their rows in, so a settlement and a reservation never deadlock.
+        CREATE OR REPLACE FUNCTION hold_on_reserve() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE periods SET held = held + NEW.reserved WHERE scope = NEW.scope AND period = NEW.period;
+            INSERT INTO member_periods (scope, period, "user") VALUES (NEW.scope, NEW.period, NEW."user")
+                ON CONFLICT DO NOTHING;
+            UPDATE member_periods SET held = held + NEW.reserved,
+                requests = requests + (NEW.service <> 'router')::int
+            WHERE scope = NEW.scope AND period = NEW.period AND "user" = NEW."user";
+            RETURN NULL;
+        END $$;
+        CREATE OR REPLACE FUNCTION release_on_close() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE periods SET held = held - OLD.reserved, used = used + NEW.charged
+            WHERE scope = OLD.scope AND period = OLD.period;
+            UPDATE member_periods SET held = held - OLD.reserved, used = used + NEW.charged
+            WHERE scope = OLD.scope AND period = OLD.period AND "user" = OLD."user";
+            RETURN NULL;
+        END $$;
+        CREATE TABLE member_caps (
+            scope      TEXT NOT NULL,
+            "user"     TEXT NOT NULL,
+            cap_micros BIGINT CHECK (cap_micros >= 0),
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            PRIMARY KEY (scope, "user")
+        );
+        CREATE TABLE member_defaults (
+            scope      TEXT PRIMARY KEY,
+            cap_micros BIGINT CHECK (cap_micros >= 0),
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        """,
+    ),
+    # 12: access policies per scope: channel switches, the channel mode, allowed roles or
+    # users, services switched off, and every change with who made it and when.
+    """
+    CREATE TABLE access_modes (
+        scope TEXT PRIMARY KEY,
+        mode  TEXT NOT NULL CHECK (mode IN ('open', 'allowlist'))
+    );
+    CREATE TABLE access_channels (
+        scope   TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        PRIMARY KEY (scope, channel)
+    );
+    CREATE TABLE access_members (
+        scope TEXT NOT NULL,
+        kind  TEXT NOT NULL CHECK (kind IN ('role', 'user')),
+        id    TEXT NOT NULL,
+        PRIMARY KEY (scope, kind, id)
+    );
+    CREATE TABLE access_services_off (
+        scope   TEXT NOT NULL,
+        service TEXT NOT NULL,
+        PRIMARY KEY (scope, service)
+    );
+    CREATE TABLE access_changes (
+        id     INTEGER PRIMARY KEY,
+        scope  TEXT NOT NULL,
+        at     TEXT NOT NULL,
+        by     TEXT NOT NULL,
+        change TEXT NOT NULL
+    );
+    CREATE INDEX access_changes_by_scope ON access_changes (scope, id);
+    """,
+    # 13: secrets the bot makes for itself (core.dashboard: WEB_SECRET when unset), shared by every
+    # process on the database; and the dashboard's filters by member, newest first.
+    """
+    CREATE TABLE secrets (
+        name       TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX transactions_by_scope_user ON transactions (scope, "user", id);
+    """,
+)
+
+
+def migration_sql(migration: str | Migration, dialect: Dialect) -> str:
+    """The text of one migration for ``dialect``. A plain string is written for SQLite; PostgreSQL
+    runs it with SQLite's loose integer and blob types made explicit (64-bit integers: amounts are
+    micro-dollars, beyond 32 bits from $2,147)."""
+    if isinstance(migration, Migration):
+        return migration.sqlite if dialect == "sqlite" else migration.postgresql
+    if dialect == "sqlite":
+        return migration
+    text = re.sub(
+        r"\bINTEGER\s+PRIMARY\s+KEY\b", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", migration
+    )
+    text = re.sub(r"\bINTEGER\b", "BIGINT", text)
+    return re.sub(r"\bBLOB\b", "BYTEA", text)
+
+
+def is_postgresql(database_url: str) -> bool:
+    scheme = database_url.strip().partition("://")[0]
+    return scheme.split("+")[0].lower() in ("postgres", "postgresql")
+
+
+def sqlite_path(database_url: str) -> Path | str:
+    """``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``sqlite://:memory:`` → a path for sqlite3."""
+    prefix = "sqlite://"
+    if not database_url.startswith(prefix):
+        raise ValueError("only sqlite:// URLs are supported, e.g. sqlite:///data/bot.db")
+    rest = database_url[len(prefix) :]
+    if rest in ("", "/:memory:", ":memory:"):
+        return ":memory:"
+    return Path(rest[1:] if rest.startswith("/") else rest)
+
+
+_LITERAL_OR_PARAMETER = re.compile(r"('(?:[^']|'')*')|(\?)|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@lru_cache(maxsize=512)
+def numbered(sql: str) -> tuple[str, tuple[str, ...] | int]:
+    """``sql`` with its ``?`` or ``:name`` parameters as PostgreSQL's ``$1, $2 …``, and the names
+    in number order (or how many ``?`` there were). Quoted literals and ``::casts`` are left alone."""
+    names: list[str] = []
+    positional = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal positional
+        literal, question, name = match.groups()
+        if literal is not None:
+            return literal
+        if question is not None:
+            positional += 1
+            return f"${positional}"
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    text = _LITERAL_OR_PARAMETER.sub(replace, sql)
+    if names and positional:
+        raise ValueError("mixed ? and :name parameters")
+    return text, (tuple(names) if names else positional)
+
+
+def arguments(order: tuple[str, ...] | int, params: Params) -> list[object]:
+    """``params`` in the order ``numbered`` gave."""
+    if isinstance(params, Mapping):
+        if not isinstance(order, tuple):
+            raise ValueError("named parameters given for a statement with ? parameters")
+        return [params[name] for name in order]
+    return list(params)
+
+
+class Database(abc.ABC):
+    """The storage protocol every store uses: one database shared by the ledger, jobs,
+    conversations and de-duplication. Open with ``await Database.open(url)``.
+
+    ``write`` runs one statement as its own transaction; ``transaction`` groups several (all or
+    nothing); ``snapshot`` reads several from one consistent state. Statements that end in
+    ``RETURNING`` give their rows in ``Written.rows``.
+    """
+
+    dialect: Dialect
+    clock: Clock
+    """The clock every store stamps its rows with."""
+
+    def __init__(self) -> None:
+        self._first_sightings = 0
+
+    @classmethod
+    async def open(
+        cls, database_url: str, *, clock: Clock | None = None, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+    ) -> Database:
+        """Open (creating and migrating) the database the URL names."""
+        from core.clock import SystemClock
+
+        if is_postgresql(database_url):
+            from core.db_postgres import PostgresDatabase
+
+            return await PostgresDatabase.connect(database_url, clock=clock or SystemClock())
+        from core.db_sqlite import SqliteDatabase
+
+        return await SqliteDatabase.connect(
+            database_url, clock=clock or SystemClock(), busy_timeout_ms=busy_timeout_ms
+        )
+
+    @abc.abstractmethod
+    async def write(self, sql: str, params: Params = ()) -> Written:
+        """Run one writing statement as its own transaction."""
+
+    @abc.abstractmethod
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Session]:
+        """``BEGIN`` … ``COMMIT`` (``ROLLBACK`` on error)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[Session]:
+        """Several reads that see one state of the database."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every other process sharing the database (``listen``) that something changed.
+        SQLite has no such signal: processes sharing a file rely on their caches' expiry."""
+
+    @abc.abstractmethod
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(payload)`` on every ``notify`` on ``channel``, from any process."""
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        await self.fetchone("SELECT 1")
+
+    async def first_sighting(self, key: str, *, keep_days: int = 7) -> bool:
+        """True the first time ``key`` (e.g. ``slack:event:Ev123``) is seen, false ever after,
+        across restarts and across every process sharing the database. Keys older than
+        ``keep_days`` are forgotten."""
+        now = self.clock.utc()
+        written = await self.write(
+            "INSERT INTO seen_events (key, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (key, now.isoformat()),
+        )
+        first = written.rowcount == 1
+        if first:
+            self._first_sightings += 1
+            if self._first_sightings % PURGE_SEEN_EVERY == 0:
+                cutoff = (now - timedelta(days=keep_days)).isoformat()
+                await self.write("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,))
+        return first
