@@ -157,6 +157,7 @@ async def cmd_slack_manifest(settings: Settings, args: argparse.Namespace) -> No
         request_url=args.request_url,
         follow_ups=settings.slack.follow_ups,
         commands=available(intents=served, conversations=True),
+        attachments=settings.attachments == "on",
     )
     if len(name) > APP_NAME_CHARS:
         shortened = manifest["display_information"]["name"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from bot.errors import UsageError
 from bot.settings import Settings
 from bot.wiring import App
+from core.attachments import MAX_IMAGE_BYTES, AttachmentReader
 from core.engine import Resumption
+from core.providers.fetch import MIB
 
 PlatformStarter = Callable[[App, Sequence[Resumption]], Coroutine[Any, Any, None]]
 
@@ -31,6 +33,7 @@ def platform_starters(settings: Settings) -> dict[str, PlatformStarter]:
 async def start_slack(app: App, resumptions: Sequence[Resumption] = ()) -> None:
     """Run the Slack adapter (Socket Mode with SLACK_APP_TOKEN, else HTTP) until cancelled."""
     from adapters.slack import SlackConfig, SlackStartupError, run_slack
+    from adapters.slack.config import FILE_HOSTS
 
     if app.settings.slack.bot_token is None:
         raise UsageError("SLACK_BOT_TOKEN is not set.")
@@ -43,6 +46,12 @@ async def start_slack(app: App, resumptions: Sequence[Resumption] = ()) -> None:
             clock=app.clock,
             readiness=app.readiness,
             resumptions=resumptions,
+            attachments=attachment_reader(
+                app,
+                hosts=FILE_HOSTS,
+                service="Slack",
+                headers={"Authorization": f"Bearer {config.bot_token}"},
+            ),
         )
     except SlackStartupError as error:
         raise UsageError(f"{error}.") from None
@@ -51,6 +60,7 @@ async def start_slack(app: App, resumptions: Sequence[Resumption] = ()) -> None:
 async def start_discord(app: App, resumptions: Sequence[Resumption] = ()) -> None:
     """Run the Discord adapter with the Discord settings until cancelled."""
     from adapters.discord import DiscordConfig, run_discord
+    from adapters.discord.config import FILE_HOSTS
 
     if app.settings.discord.token is None:
         raise UsageError("DISCORD_TOKEN is not set.")
@@ -62,4 +72,23 @@ async def start_discord(app: App, resumptions: Sequence[Resumption] = ()) -> Non
         clock=app.clock,
         readiness=app.readiness,
         resumptions=resumptions,
+        attachments=attachment_reader(app, hosts=FILE_HOSTS, service="Discord"),
+    )
+
+
+def attachment_reader(
+    app: App, *, hosts: Sequence[str], service: str, headers: Mapping[str, str] | None = None
+) -> AttachmentReader | None:
+    """What reads files attached to mentions (``ATTACHMENTS``, ``MAX_ATTACHMENT_KB``), or ``None``
+    when that is switched off."""
+    settings = app.settings
+    if settings.attachments == "off":
+        return None
+    return AttachmentReader.of(
+        app.http,
+        hosts=hosts,
+        service=service,
+        headers=headers,
+        max_text_kb=settings.max_attachment_kb,
+        max_image_bytes=min(MAX_IMAGE_BYTES, settings.max_media_mb * MIB),
     )

@@ -127,7 +127,9 @@ def build_providers(
         router = _text_model(settings, settings.router_model, "router_cost", ROUTER_MAX_OUTPUT_TOKENS)
         summary = _text_model(settings, settings.research_model, "research_cost", SUMMARY_MAX_OUTPUT_TOKENS)
         generators[Intent.RESEARCH] = research_generator(client, research, history_tokens=context)
-        generators[Intent.CHAT] = chat_generator(client, chat, history_tokens=context)
+        generators[Intent.CHAT] = chat_generator(
+            client, chat, history_tokens=context, vision=settings.chat_vision
+        )
         generators[Intent.SUMMARY] = OpenAISummaryGenerator(
             client=client, model=summary, history_tokens=context
         )

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
     and public https hosts (e.g. an internal object store); they never get provider credentials."""
     max_media_mb: Annotated[int, Field(ge=1, le=1000)] = 25
     """The largest image or song download accepted, in MiB (checked before and while reading)."""
+    attachments: Literal["on", "off"] = "on"
+    """Read images and text files attached to a mention (from the platform's own file hosts only);
+    ``on`` also adds ``files:read`` to the Slack manifest."""
+    max_attachment_kb: Annotated[int, Field(ge=1, le=10_240)] = 256
+    """The largest attached text file read into a conversation, in KiB."""
+    chat_vision: Literal["auto", "on", "off"] = "auto"
+    """Send attached images to the chat model: ``auto`` when its name is a known vision model."""
 
     # --- HTTP to providers -------------------------------------------------------------------
     http_timeout_s: Annotated[float, Field(gt=0)] = 30

@@ -15,7 +15,7 @@ from core.commands.catalogue import MAX_PROMPT_CHARS, usage_hint
 from core.context import current_request
 from core.conversations import ConversationStore
 from core.dashboard import DashboardLinks
-from core.generator import Generator
+from core.generator import Generator, RequestAware
 from core.jobs import Job, JobStore, Resumption, resume_unfinished
 from core.ledger import Hold, Ledger, Refusal
 from core.memory import remembering
@@ -31,7 +31,7 @@ from core.outcomes import (
 )
 from core.parts import Failure, GeneratorPart, Intent, Part, Request
 from core.policy import Policies, judge, policies_for, switched_off
-from core.router import Classifier, Route, route_by_rules, route_follow_up
+from core.router import Classifier, Route, route_attached, route_by_rules, route_follow_up
 from core.run import RESTARTING, JobRun, RunServices
 from core.streams import close, closing_stream, single
 
@@ -265,9 +265,16 @@ class Engine:
             )
             return
         generator = self.generators[route.intent]
+        estimate = generator.estimate(route.prompt)
+        if isinstance(generator, RequestAware):
+            refusal = generator.refusal(request)
+            if refusal is not None:
+                yield failure(route.intent, "invalid", refusal)
+                return
+            estimate = generator.estimate_for(route.prompt, request)
         reservation = await self.ledger.reserve(
             request.scope,
-            generator.estimate(route.prompt),
+            estimate,
             user=request.user,
             service=route.intent.value,
             prompt=route.prompt,
@@ -335,6 +342,8 @@ class Engine:
     async def _route(self, request: Request, text: str, turn: StartTurn) -> Route | Failure:
         if request.intent is not None:
             return Route(request.intent, text, "command")
+        if request.attachments:
+            return route_attached(text, request.attachments)
         ruled = route_by_rules(text)
         if ruled is not None:
             return ruled

@@ -38,3 +38,18 @@ class Resumable(Protocol):
     ) -> AsyncIterator[GeneratorPart]:
         """Continue the job the checkpoint names (poll, download, yield the result); never resubmit."""
         ...
+
+
+@runtime_checkable
+class RequestAware(Protocol):
+    """A generator whose reservation and acceptance depend on the whole request (its attachments,
+    the asker's ``max_tokens``), not only the prompt."""
+
+    def estimate_for(self, prompt: str, request: Request) -> int:
+        """Micro-dollars to reserve for ``request``; used instead of ``estimate``."""
+        ...
+
+    def refusal(self, request: Request) -> str | None:
+        """Why ``request`` can't be served (e.g. an image for a model that can't see), before
+        anything is reserved; ``None`` when it can."""
+        ...

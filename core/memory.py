@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from core.attachments import described
 from core.commands.catalogue import command_for
 from core.conversations import ConversationStore, EventKind
 from core.parts import Audio, Failure, Image, Intent, Part, Request, TextDelta
@@ -78,6 +79,9 @@ class Memory:
         if intent is Intent.SUMMARY:
             return
         asked_with = intent if intent is not None and command_for(intent) is not None else None
+        if self._request.attachments:
+            # Kept as long as the conversation itself: a text file's contents, an image's name only.
+            text = f"{text}\n\n{described(self._request.attachments)}"
         try:
             await self._record(EventKind.USER_MESSAGE, text, intent=asked_with)
         except Exception:

@@ -96,6 +96,35 @@ class Access:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ImageAttachment:
+    """An image attached to a message: its bytes, the type its magic bytes show, and its file name."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextAttachment:
+    """A text file attached to a message (notes, Markdown, code), decoded."""
+
+    name: str
+    text: str = field(repr=False)
+
+
+Attachment = ImageAttachment | TextAttachment
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerOptions:
+    """What the asker set on a text answer; ``None`` leaves the operator's defaults."""
+
+    max_tokens: int | None = None
+    """At most this many tokens of answer (never more than the allowance buys)."""
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """One thing a user asked for. Slash commands set ``intent``; mentions leave it to the router."""
 
@@ -114,6 +143,12 @@ class Request:
     access: Access | None = None
     """Where and with which rights a person asked, for the access policy; ``None`` for work the
     bot starts itself (a resumed job, an idle summary), which only the service switches apply to."""
+    attachments: tuple[Attachment, ...] = ()
+    """Files attached to this message, already fetched and checked by the adapter (see
+    ``core.attachments``). They belong to this turn only: the conversation remembers a text file's
+    contents and an image's name, never an image's bytes."""
+    answer: AnswerOptions | None = None
+    """Limits the asker set on a text answer (the web API's ``max_tokens``, ``temperature``)."""
 
 
 # --- parts a generator yields and an adapter renders -------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from core.history import last_media
-from core.parts import Intent, Turn
+from core.parts import Attachment, ImageAttachment, Intent, Turn
 
 RouteSource = Literal["command", "rule", "classifier", "context", "fallback", "resumed"]
 
@@ -188,3 +188,30 @@ def _bare(text: str) -> str:
     while words and words[-1] in _FILLER_WORDS:
         words.pop()
     return " ".join(words)
+
+
+_EDIT = re.compile(
+    rf"^{_POLITE}(?:make|turn|change|convert|edit|add|remove|erase|replace|put|redraw|repaint|restyle|"
+    r"transform|recolou?r|colou?ri[sz]e|stylize|stylise|give|paint|draw|sketch|render|swap|fix|enhance)\b"
+    r"|\b(?:in the style of|as an? \w+ (?:painting|drawing|sketch)|watercolou?r|oil painting|pixel art|"
+    r"anime style|cartoon style)\b",
+    re.IGNORECASE,
+)
+"""An instruction to change an attached picture ("make this a watercolour", "add a hat")."""
+
+
+def route_attached(text: str, attachments: Sequence[Attachment]) -> Route:
+    """The route of a message with files attached, by rule alone (a classifier can't see them).
+
+    An image with an instruction to change it is an image edit: ``Intent.IMAGE`` with the image
+    kept on the request as the input picture. An image with anything else (a question, "describe
+    this") goes to chat, which looks at it. Text files go to research when the words ask for a
+    paper, else to chat, which reads them.
+    """
+    text = " ".join(text.split())
+    if any(isinstance(item, ImageAttachment) for item in attachments) and _EDIT.search(text):
+        return Route(Intent.IMAGE, text, "rule")
+    ruled = route_by_rules(text)
+    if ruled is not None and ruled.intent is Intent.RESEARCH:
+        return ruled
+    return Route(Intent.CHAT, text, "rule")

@@ -48,6 +48,7 @@ from adapters.discord.surface import (
     view_embed,
 )
 from adapters.discord.surface import PACE as DISCORD_PACE
+from core.attachments import AttachmentReader, AttachmentRef, attach
 from core.clock import Clock
 from core.commands import Command
 from core.commands.dispatcher import CommandContext, Dispatcher, Reply
@@ -56,8 +57,9 @@ from core.health import Readiness
 from core.inflight import Inflight
 from core.ledger import Ledger
 from core.pacing import Buckets
-from core.parts import Access, Destination, Intent, Part, Request, Scope
+from core.parts import Access, Destination, Failure, Intent, Part, Request, Scope
 from core.render import FAILURE_PREFIX, MessageState, View, render
+from core.streams import single
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class StudioClient(discord.Client):
         readiness: Readiness | None = None,
         resumptions: Sequence[Resumption] = (),
         commands: Dispatcher | None = None,
+        attachments: AttachmentReader | None = None,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
@@ -113,6 +116,8 @@ class StudioClient(discord.Client):
         self.edits = Buckets(DISCORD_PACE, clock=clock)
         """Edits per channel, shared by the answers written there."""
         self.readiness = readiness
+        self.attachments = attachments
+        """Reads files attached to mentions from Discord's CDN; ``None``: attachments are refused."""
         self.tree = app_commands.CommandTree(self)
         self.commands = commands or Dispatcher(
             ledger=ledger,
@@ -275,7 +280,11 @@ class StudioClient(discord.Client):
                 await outlet.refuse(_notice(DM_UNFUNDED))
                 return
             with self.inflight.track():
-                await self._render(request, self.engine.handle(request), outlet)
+                attached = await attach(self.attachments, request, attachment_refs(message))
+                if isinstance(attached, Failure):
+                    await self._render(request, single(attached), outlet)
+                    return
+                await self._render(attached, self.engine.handle(attached), outlet)
         except Exception:
             log.exception("answering message %s failed", message.id)
 
@@ -369,6 +378,14 @@ class StudioClient(discord.Client):
         if len(rendered.text) > surface.max_chars:
             await self.pacer.turn(urgent=True)
             await surface.attach_text(rendered.text, filename=markdown_filename(rendered.text))
+
+
+def attachment_refs(message: discord.Message) -> list[AttachmentRef]:
+    """The files attached to ``message``, as Discord announces them."""
+    return [
+        AttachmentRef(url=item.url, name=item.filename, size=item.size, content_type=item.content_type or "")
+        for item in message.attachments
+    ]
 
 
 def _notice(text: str) -> discord.Embed:

@@ -63,3 +63,7 @@ class DiscordConfig(DiscordSettings):
     """Show an "Uploading…" progress line before attaching media at least this large."""
     guild_ready_timeout: float = 2.0
     """How long discord.py waits for the guild list at connect before it reports ready."""
+
+
+FILE_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+"""Where Discord serves attached files; attachments are fetched from these hosts only."""

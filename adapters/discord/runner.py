@@ -11,6 +11,7 @@ import yarl
 
 from adapters.discord.client import StudioClient
 from adapters.discord.config import DiscordConfig
+from core.attachments import AttachmentReader
 from core.clock import Clock, SystemClock
 from core.engine import Engine, Resumption
 from core.health import Readiness
@@ -44,6 +45,7 @@ async def run_discord(
     clock: Clock | None = None,
     readiness: Readiness | None = None,
     resumptions: Sequence[Resumption] = (),
+    attachments: AttachmentReader | None = None,
 ) -> None:
     """Connect to Discord and answer until cancelled; the client is closed on the way out.
 
@@ -61,6 +63,7 @@ async def run_discord(
             clock=clock or SystemClock(),
             readiness=readiness,
             resumptions=pending,
+            attachments=attachments,
         )
 
     client = client_for(config, resumptions)

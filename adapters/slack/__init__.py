@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from adapters.slack.config import SlackConfig, SlackSettings
     from adapters.slack.manifest import app_manifest
     from adapters.slack.transport import SlackStartupError
+    from core.attachments import AttachmentReader
     from core.clock import Clock
     from core.engine import Engine, Resumption
     from core.health import Readiness
@@ -46,6 +47,7 @@ async def run_slack(
     clock: Clock | None = None,
     readiness: Readiness | None = None,
     resumptions: Sequence[Resumption] = (),
+    attachments: AttachmentReader | None = None,
 ) -> None:
     """Serve Slack until cancelled; safe to run beside other adapters in one event loop.
 
@@ -54,7 +56,9 @@ async def run_slack(
     """
     from adapters.slack.app import SlackBot
 
-    bot = SlackBot(config, engine=engine, ledger=ledger, clock=clock, readiness=readiness)
+    bot = SlackBot(
+        config, engine=engine, ledger=ledger, clock=clock, readiness=readiness, attachments=attachments
+    )
     await bot.run(resumptions=resumptions)
 
 

@@ -27,6 +27,7 @@ from adapters.slack.surface import SlackSurface, StreamingSupport, error_code
 from adapters.slack.text import mention_text, to_mrkdwn, unescape_slack
 from adapters.slack.threads import channel_prefix, conversation_id, follow_up_thread, thread_of
 from adapters.slack.transport import SlackStartupError, SlackTransport
+from core.attachments import AttachmentReader, AttachmentRef, attach
 from core.clock import Clock, SystemClock
 from core.commands import COMMANDS
 from core.commands.dispatcher import CommandContext, Dispatcher, Reply
@@ -35,8 +36,9 @@ from core.engine import Engine, Resumption
 from core.health import Readiness
 from core.inflight import Inflight
 from core.ledger import Ledger
-from core.parts import Access, Destination, Part, Request, Scope
+from core.parts import Access, Destination, Failure, Part, Request, Scope
 from core.render import WORKING, render
+from core.streams import single
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,11 @@ class SlackBot:
         clock: Clock | None = None,
         readiness: Readiness | None = None,
         commands: Dispatcher | None = None,
+        attachments: AttachmentReader | None = None,
     ) -> None:
         self._config = config
+        self._attachments = attachments
+        """Reads files shared with mentions from ``files.slack.com``; ``None``: they are refused."""
         self._commands = commands or Dispatcher(
             ledger=ledger,
             conversations=engine.conversations,
@@ -256,7 +261,13 @@ class SlackBot:
             conversation=conversation_id(channel, thread_ts),
             access=Access(channel=channel, admin=await self._admin_if_it_matters(scope, user)),
         )
-        await self._answer(request, destination)
+        attached = await attach(self._attachments, request, file_refs(event))
+        if isinstance(attached, Failure):
+            await self._deliver(
+                request, self._surface(destination, request), single(attached), opening=WORKING
+            )
+            return
+        await self._answer(attached, destination)
 
     async def _answer_command(
         self, command: dict[str, Any], respond: AsyncRespond, bot_user_id: str | None
@@ -375,6 +386,24 @@ class SlackBot:
                 )
             except Exception as notice_error:
                 log.warning("could not tell the user either (%r)", notice_error)
+
+
+def file_refs(event: dict[str, Any]) -> list[AttachmentRef]:
+    """The files shared in a message event, as Slack announces them (``url_private`` needs the bot token)."""
+    refs = []
+    for item in event.get("files") or ():
+        if not isinstance(item, dict) or not item.get("url_private"):
+            continue
+        size = item.get("size")
+        refs.append(
+            AttachmentRef(
+                url=str(item["url_private"]),
+                name=str(item.get("name") or item.get("title") or "file"),
+                size=size if isinstance(size, int) else None,
+                content_type=str(item.get("mimetype") or ""),
+            )
+        )
+    return refs
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

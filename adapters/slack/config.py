@@ -77,3 +77,7 @@ class SlackConfig(SlackSettings):
     def mode(self) -> SlackMode:
         """Socket Mode when an app token is set (it wins over a signing secret), else HTTP."""
         return "socket" if self.app_token else "http"
+
+
+FILE_HOSTS = ("files.slack.com",)
+"""Where Slack serves shared files (``url_private``); attachments are fetched from here only."""

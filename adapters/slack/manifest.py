@@ -18,6 +18,8 @@ FOLLOW_UP_SCOPES = ("channels:history", "groups:history")
 replies it is sent (as events) and never asks Slack for history."""
 FOLLOW_UP_EVENTS = ("message.channels", "message.groups")
 """Thread replies without a mention (``SLACK_FOLLOW_UPS=thread``). Direct messages aren't served."""
+ATTACHMENT_SCOPES = ("files:read",)
+"""Needed to download files shared with a mention (``url_private``); only with ``ATTACHMENTS=on``."""
 APP_TOKEN_SCOPES = ("connections:write",)
 """Scopes of the app-level token (``xapp-…``) Socket Mode needs; tokens are made by hand, not here."""
 APP_NAME_CHARS = 35
@@ -52,6 +54,7 @@ def app_manifest(
     request_url: str | None = None,
     follow_ups: FollowUps = "thread",
     commands: Sequence[Command] = COMMANDS,
+    attachments: bool = True,
 ) -> dict[str, Any]:
     """A manifest to paste into https://api.slack.com/apps ("Create New App" → "From a manifest").
 
@@ -59,7 +62,8 @@ def app_manifest(
     the full ``https://bot.example.com/slack/events``) Slack sends events and commands to
     ``…/slack/events`` instead (see ``events_url``). With
     ``follow_ups="thread"`` the app also receives channel messages (and may read them), so that a
-    reply in a thread where the bot answered needs no mention.
+    reply in a thread where the bot answered needs no mention. With ``attachments``
+    (``ATTACHMENTS=on``) it may also read the files shared with a mention (``files:read``).
     """
     url = events_url(request_url) if request_url else None
     entries: list[dict[str, Any]] = []
@@ -77,6 +81,9 @@ def app_manifest(
             entry["url"] = url
         entries.append(entry)
     threads = follow_ups == "thread"
+    bot_scopes = (
+        BOT_SCOPES + (FOLLOW_UP_SCOPES if threads else ()) + (ATTACHMENT_SCOPES if attachments else ())
+    )
     subscriptions: dict[str, Any] = {"bot_events": list(BOT_EVENTS + (FOLLOW_UP_EVENTS if threads else ()))}
     if url:
         subscriptions["request_url"] = url
@@ -90,7 +97,7 @@ def app_manifest(
             "bot_user": {"display_name": name[:DISPLAY_NAME_CHARS], "always_online": True},
             "slash_commands": entries,
         },
-        "oauth_config": {"scopes": {"bot": list(BOT_SCOPES + (FOLLOW_UP_SCOPES if threads else ()))}},
+        "oauth_config": {"scopes": {"bot": list(bot_scopes)}},
         "settings": {
             "event_subscriptions": subscriptions,
             "org_deploy_enabled": False,

@@ -6,6 +6,8 @@ its history); the engine's parts out → ``chat.completion.chunk`` events, or on
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,12 +18,22 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from adapters.web.answers import Answer, MediaLinks
 from adapters.web.errors import ApiError, from_failure, invalid, model_not_found
 from adapters.web.services import WebServices, authenticate, bearer_token
-from adapters.web.wire import ChatCompletion, ChatCompletionRequest, ErrorResponse, Message, Model, ModelList
+from adapters.web.wire import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ErrorResponse,
+    ImagePart,
+    Message,
+    Model,
+    ModelList,
+)
 from core.api_keys import ApiKey
+from core.attachments import MAX_FILES, MAX_IMAGE_BYTES
 from core.history import BOT_AUTHOR
 from core.money import MICROS_PER_USD
-from core.parts import Audio, Failure, Image, Intent, Status, TextDelta, Turn
+from core.parts import AnswerOptions, Audio, Failure, Image, ImageAttachment, Intent, Status, TextDelta, Turn
 from core.parts import Request as CoreRequest
+from core.providers.fetch import MIB, sniff
 from core.providers.pricing import estimated_tokens
 
 OWNER = "studio-bot"
@@ -87,7 +99,13 @@ def chat_routes(services: WebServices) -> APIRouter:
         model = find_model(services, body.model)
         question, history = conversation(body.messages, user=key.user)
         core_request = CoreRequest(
-            scope=key.scope, user=key.user, text=question, intent=model.intent, history=history
+            scope=key.scope,
+            user=key.user,
+            text=question,
+            intent=model.intent,
+            history=history,
+            attachments=attached_images(body.messages[-1]),
+            answer=answer_options(body),
         )
         answer = Answer(services.engine, core_request, inflight=services.inflight)
         first = await answer.first()
@@ -135,12 +153,69 @@ def conversation(messages: list[Message], *, user: str) -> tuple[str, tuple[Turn
     return _text(last), tuple(turns)
 
 
+def answer_options(body: ChatCompletionRequest) -> AnswerOptions | None:
+    """The asker's ``max_tokens`` (or ``max_completion_tokens``) and ``temperature``, passed on to
+    the text model; the reservation shrinks to what such an answer can cost."""
+    given = (body.max_tokens, body.max_completion_tokens)
+    if None not in given and given[0] != given[1]:
+        raise invalid(
+            "Give max_tokens or max_completion_tokens, not both with different values.",
+            param="max_completion_tokens",
+        )
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is None and body.temperature is None:
+        return None
+    return AnswerOptions(max_tokens=max_tokens, temperature=body.temperature)
+
+
+def attached_images(message: Message) -> tuple[ImageAttachment, ...]:
+    """The question's ``image_url`` parts as images. Only inline ``data:`` URLs are taken: this API
+    fetches no URLs a client names, so an http(s) URL is refused, as is anything that isn't a
+    PNG, JPEG or WebP image or is larger than the limit."""
+    if not isinstance(message.content, list):
+        return ()
+    images: list[ImageAttachment] = []
+    for number, part in enumerate(message.content):
+        if isinstance(part, ImagePart):
+            images.append(_image(part, param=f"messages[-1].content[{number}].image_url"))
+    if len(images) > MAX_FILES:
+        raise invalid(f"At most {MAX_FILES} images per message.", param="messages")
+    return tuple(images)
+
+
+def _image(part: ImagePart, *, param: str) -> ImageAttachment:
+    url = part.image_url.get("url")
+    if not isinstance(url, str) or not url:
+        raise invalid("An image_url part needs a url.", param=param)
+    if not url.startswith("data:"):
+        raise invalid(
+            "Only inline images are accepted: send the image as a data: URL "
+            "(data:image/png;base64,…); this API does not download URLs.",
+            param=param,
+        )
+    header, comma, payload = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise invalid("An image data: URL must be base64 (data:image/png;base64,…).", param=param)
+    if len(payload) * 3 // 4 > MAX_IMAGE_BYTES:
+        raise invalid(f"The image is larger than {MAX_IMAGE_BYTES // MIB} MB.", param=param)
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise invalid("The image's base64 data is malformed.", param=param) from None
+    mime_type = sniff(data, "image")
+    if mime_type is None:
+        raise invalid("The image must be a PNG, JPEG or WebP image.", param=param)
+    extension = mime_type.partition("/")[2].replace("jpeg", "jpg")
+    return ImageAttachment(data=data, mime_type=mime_type, name=f"image.{extension}")
+
+
 def _text(message: Message) -> str:
     if message.content is None:
         return ""
     if isinstance(message.content, str):
         return message.content
-    # Image parts are noted, not sent: the core's requests carry text only (see docs/api.md).
+    # Earlier turns' images are noted, not sent: the core's history is text (see docs/api.md);
+    # the question's own images travel as its attachments.
     return "\n".join(
         part.text if part.type == "text" else "(an image was attached here)" for part in message.content
     )

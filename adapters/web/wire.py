@@ -40,9 +40,11 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """``POST /v1/chat/completions``. ``max_tokens``, ``max_completion_tokens`` and
-    ``temperature`` are accepted and ignored: each answer is capped by the operator's allowance
-    (``CHAT_COST_USD``, ``RESEARCH_COST_USD``). ``user`` is ignored: the key's name is the user."""
+    """``POST /v1/chat/completions``. ``max_tokens`` (or ``max_completion_tokens``) caps the
+    answer and what is reserved for it, within the operator's allowance (``CHAT_COST_USD``,
+    ``RESEARCH_COST_USD``); ``temperature`` is passed to the text model. The question's
+    ``image_url`` parts (``data:`` URLs) go to a vision-capable chat model. ``user`` is ignored:
+    the key's name is the user."""
 
     model_config = LENIENT
     model: str

@@ -17,7 +17,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
 
@@ -71,6 +71,17 @@ class Origin:
     def of(cls, url: httpx.URL | str) -> Origin:
         url = httpx.URL(url)
         return cls(url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme, 0))
+
+
+class Guard(Protocol):
+    """What ``fetch`` asks before each hop: may this URL be fetched, and with which headers."""
+
+    @property
+    def service(self) -> str: ...
+
+    async def check(self, url: httpx.URL) -> None: ...
+
+    def credentials(self, url: httpx.URL, headers: Mapping[str, str] | None) -> Mapping[str, str] | None: ...
 
 
 class RefusedUrl(GenerationError):
@@ -167,7 +178,7 @@ async def fetch(
     http: httpx.AsyncClient,
     url: str,
     *,
-    guard: UrlGuard | None,
+    guard: Guard | None,
     max_bytes: int,
     what: str,
     headers: Mapping[str, str] | None = None,

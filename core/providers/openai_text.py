@@ -21,22 +21,35 @@ answer without any text is refunded with a message saying so.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
+import math
+import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import httpx
 import openai
 from openai.types import CompletionUsage
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
+from core.attachments import file_block
 from core.errors import GenerationError, ModerationError
 from core.history import DEFAULT_HISTORY_TOKENS, Window, fit_history, multiple_speakers, turn_text
 from core.money import format_usd
-from core.parts import GeneratorPart, Intent, Request, Status, TextDelta, Usage
+from core.parts import (
+    GeneratorPart,
+    ImageAttachment,
+    Intent,
+    Request,
+    Status,
+    TextAttachment,
+    TextDelta,
+    Usage,
+)
 from core.providers.failures import openai_failure
 from core.providers.pricing import TokenPrice, estimated_tokens
 
@@ -66,6 +79,29 @@ CHAT_INSTRUCTIONS = """\
 You are a friendly, knowledgeable assistant in a Discord or Slack chat. Answer concisely in
 Markdown. If someone wants a picture, a song or a research paper, you may mention the /imagine,
 /song and /research commands."""
+
+
+VisionSetting = Literal["auto", "on", "off"]
+IMAGE_TOKENS = 1105
+"""What one attached image is counted as when capping the answer: OpenAI's high-detail price of a
+large image (four tiles and the base). Actual usage, when reported, is what gets charged."""
+_IMAGE_AS_TEXT = "x" * (IMAGE_TOKENS * 4)
+"""Stands in for an image where token estimates read text (four characters a token)."""
+VISION_MODELS = re.compile(
+    r"^(?:.*/)?(?:gpt-4o|gpt-4\.1|gpt-4\.5|gpt-4-turbo|gpt-5|chatgpt-4o|o1(?!-mini)|o3(?!-mini)|o4-mini|"
+    r"claude-|gemini|pixtral|llava|bakllava|moondream|minicpm-v|grok-.*vision)"
+    r"|vision|[-_]vl\b|[-_]vl[-_]",
+    re.IGNORECASE,
+)
+"""``CHAT_VISION=auto``: model names that take ``image_url`` parts (OpenAI's GPT-4o, 4.1, 5 and o
+series; Claude, Gemini, Pixtral, LLaVA-style and ``*-vision``/``*-vl`` open models)."""
+
+
+def sees_images(model: str, setting: VisionSetting = "auto") -> bool:
+    """Whether ``model`` is sent attached images: ``on``/``off`` say so, ``auto`` asks ``VISION_MODELS``."""
+    if setting != "auto":
+        return setting == "on"
+    return VISION_MODELS.search(model) is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,12 +165,15 @@ class OpenAITextGenerator:
         model: TextModel,
         instructions: str,
         history_tokens: int = DEFAULT_HISTORY_TOKENS,
+        vision: VisionSetting = "off",
     ) -> None:
         self.intent = intent
         self._client = client
         self._model = model
         self._instructions = instructions
         self._history_tokens = history_tokens
+        self._vision = vision
+        self.sees_images = sees_images(model.name, vision)
 
     @property
     def model(self) -> TextModel:
@@ -162,11 +201,54 @@ class OpenAITextGenerator:
             else:
                 text = f"<{turn.author}> {turn_text(turn)}" if named else turn_text(turn)
                 messages.append({"role": "user", "content": text})
-        messages.append({"role": "user", "content": f"<{request.user}> {prompt}" if named else prompt})
+        question = f"<{request.user}> {prompt}" if named else prompt
+        messages.append(self._question(question, request))
         return messages
+
+    def _question(self, text: str, request: Request) -> ChatCompletionMessageParam:
+        """The asker's message: the text, attached text files after it, and attached images as
+        ``image_url`` parts (data URLs) for a model that sees them."""
+        files = [file_block(item) for item in request.attachments if isinstance(item, TextAttachment)]
+        text = "\n\n".join([text, *files])
+        images = [item for item in request.attachments if isinstance(item, ImageAttachment)]
+        if not images or not self.sees_images:
+            return {"role": "user", "content": text}
+        parts: list[ChatCompletionContentPartParam] = [{"type": "text", "text": text}]
+        parts.extend({"type": "image_url", "image_url": {"url": data_url(image)}} for image in images)
+        return {"role": "user", "content": parts}
+
+    def refusal(self, request: Request) -> str | None:
+        """Why ``request`` can't be answered here before anything is reserved: attached images
+        for a model that doesn't see them."""
+        if self.sees_images or not any(isinstance(item, ImageAttachment) for item in request.attachments):
+            return None
+        if self._vision == "off":
+            why = "looking at images is switched off on this bot (`CHAT_VISION=off`)"
+        else:
+            why = f"the chat model here ({self._model.name}) can't see images"
+        return f"I can't look at the attached image: {why}. Ask in words instead. Nothing was charged."
 
     def estimate(self, prompt: str) -> int:
         return self._model.allowance
+
+    def estimate_for(self, prompt: str, request: Request) -> int:
+        """What to reserve for ``request``: the allowance, or less when the asker capped the answer
+        (``max_tokens``) and the model has a price."""
+        return self._model_for(prompt, request).allowance
+
+    def _model_for(self, prompt: str, request: Request) -> TextModel:
+        """The model as this request may use it: its answer capped at the asker's ``max_tokens``,
+        and its allowance at what that answer and the (generously estimated) input can cost."""
+        cap = request.answer.max_tokens if request.answer is not None else None
+        if cap is None:
+            return self._model
+        capped = replace(self._model, max_output_tokens=min(cap, self._model.max_output_tokens))
+        if capped.price is None:
+            return capped
+        _, messages = self.fit(prompt, request)
+        input_tokens = math.ceil(estimated_tokens(*_contents(messages)) * 1.25)
+        allowance = min(capped.allowance, capped.price.cost(input_tokens, capped.max_output_tokens))
+        return replace(capped, allowance=allowance)
 
     def fit(self, prompt: str, request: Request) -> tuple[Window, list[ChatCompletionMessageParam]]:
         """The earlier turns this answer can afford, and the messages sent with them.
@@ -190,6 +272,23 @@ class OpenAITextGenerator:
         return window, messages
 
     async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        model = self._model_for(prompt, request)
+        async for part in self._with_model(model)._generate(prompt, request):
+            yield part
+
+    def _with_model(self, model: TextModel) -> OpenAITextGenerator:
+        if model is self._model:
+            return self
+        return OpenAITextGenerator(
+            client=self._client,
+            intent=self.intent,
+            model=model,
+            instructions=self._instructions,
+            history_tokens=self._history_tokens,
+            vision=self._vision,
+        )
+
+    async def _generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
         window, messages = self.fit(prompt, request)
         contents = _contents(messages)
         limit = self._model.output_limit(*contents)
@@ -214,16 +313,19 @@ class OpenAITextGenerator:
             # The SDK's client sends the request (base URL, auth, retries, status errors) but the
             # typed ``chat.completions.create`` is skipped: validating these plain parameters against
             # its TypedDicts and building a model per chunk took most of the CPU of an answer.
+            body: dict[str, object] = {
+                "model": self._model.name,
+                "messages": messages,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "max_completion_tokens": limit,
+            }
+            if request.answer is not None and request.answer.temperature is not None:
+                body["temperature"] = request.answer.temperature
             stream = await self._client.post(
                 "/chat/completions",
                 cast_to=httpx.Response,
-                body={
-                    "model": self._model.name,
-                    "messages": messages,
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                    "max_completion_tokens": limit,
-                },
+                body=body,
                 stream=True,
                 stream_cls=openai.AsyncStream[httpx.Response],
             )
@@ -312,16 +414,27 @@ def research_generator(
 
 
 def chat_generator(
-    client: openai.AsyncOpenAI, model: TextModel, *, history_tokens: int = DEFAULT_HISTORY_TOKENS
+    client: openai.AsyncOpenAI,
+    model: TextModel,
+    *,
+    history_tokens: int = DEFAULT_HISTORY_TOKENS,
+    vision: VisionSetting = "auto",
 ) -> OpenAITextGenerator:
-    """Plain conversation: greetings, questions, anything that is not a paid media request."""
+    """Plain conversation: greetings, questions, anything that is not a paid media request; attached
+    images are looked at when ``vision`` (``CHAT_VISION``) allows it for the model."""
     return OpenAITextGenerator(
         client=client,
         intent=Intent.CHAT,
         model=model,
         instructions=CHAT_INSTRUCTIONS,
         history_tokens=history_tokens,
+        vision=vision,
     )
+
+
+def data_url(image: ImageAttachment) -> str:
+    """The image inline, as OpenAI-compatible servers take it: ``data:image/png;base64,…``."""
+    return f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode('ascii')}"
 
 
 async def server_sent_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -414,4 +527,14 @@ def _stream_error(error: object, request: httpx.Request) -> openai.APIError:
 
 
 def _contents(messages: Sequence[ChatCompletionMessageParam]) -> list[str]:
-    return [str(message.get("content") or "") for message in messages]
+    """Each message's text for token estimates; an image part counts as ``IMAGE_TOKENS``."""
+    contents: list[str] = []
+    for message in messages:
+        content = message.get("content") or ""
+        if isinstance(content, str):
+            contents.append(content)
+            continue
+        for part in content:
+            is_text = isinstance(part, dict) and part.get("type") == "text"
+            contents.append(str(part.get("text", "")) if is_text else _IMAGE_AS_TEXT)
+    return contents

@@ -137,6 +137,10 @@ class FakeDiscord:
         self.privileged_intents_enabled = True
         self.refused: list[Json] = []
         """Identify payloads answered with close code 4014 (privileged intents switched off)."""
+        self.cdn: dict[str, tuple[bytes, str]] = {}
+        """Files users attached (``attachment``), served at ``/cdn/<name>`` as Discord's CDN would."""
+        self.cdn_requests: list[str] = []
+        """Names of the CDN files fetched, in order."""
         self._faults: list[list[Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
         self._sequence = 0
@@ -148,6 +152,7 @@ class FakeDiscord:
     async def __aenter__(self) -> FakeDiscord:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_get(GATEWAY_PATH, self._gateway)
+        app.router.add_get("/cdn/{name}", self._cdn)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -289,6 +294,35 @@ class FakeDiscord:
 
     # --- driving the client -----------------------------------------------------------------------
 
+    def attachment(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str,
+        url: str | None = None,
+        size: int | None = None,
+    ) -> Json:
+        """A file a user attached, stored on this fake's CDN; ``url`` points it elsewhere instead
+        and ``size`` overrides the size Discord declares."""
+        self.cdn[filename] = (data, content_type)
+        return {
+            "id": self.snowflake(),
+            "filename": filename,
+            "size": len(data) if size is None else size,
+            "url": url or f"http://127.0.0.1:{self.port}/cdn/{filename}",
+            "proxy_url": url or f"http://127.0.0.1:{self.port}/cdn/{filename}",
+            "content_type": content_type,
+        }
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.cdn_requests.append(name)
+        if name not in self.cdn:
+            return web.Response(status=404)
+        data, content_type = self.cdn[name]
+        return web.Response(body=data, content_type=content_type)
+
     async def dispatch(self, event: str, data: Json) -> None:
         """Send a gateway DISPATCH to every connected client."""
         self._sequence += 1
@@ -308,6 +342,7 @@ class FakeDiscord:
         reply_to: str | None = None,
         message_type: int | None = None,
         roles: list[str] | None = None,
+        attachments: list[Json] | None = None,
     ) -> str:
         """A user message: ``<@bot> text`` in a guild channel (or thread), or ``text`` in a DM.
 
@@ -324,7 +359,7 @@ class FakeDiscord:
             "mentions": [self.bot_user] if mention_bot and not dm else [],
             "mention_roles": [],
             "mention_everyone": False,
-            "attachments": [],
+            "attachments": list(attachments or []),
             "embeds": [],
             "pinned": False,
             "tts": False,

@@ -105,6 +105,10 @@ class FakeSlack:
         self.socket_connections = 0
         self.faults: dict[str, list[Fault]] = {}
         """Per method, failures to answer the next calls with (without acting on them)."""
+        self.private_files: dict[str, tuple[bytes, str]] = {}
+        """Files users shared (``shared_file``), served at ``/files-pri/<name>`` to the bot token only."""
+        self.file_requests: list[tuple[str, str]] = []
+        """(name, Authorization header) of every private file fetched."""
         self._changed = asyncio.Condition()
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
@@ -122,6 +126,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/respond/{key}", self._respond)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files-pri/{name}", self._private_file)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -184,8 +189,10 @@ class FakeSlack:
         channel: str = GENERAL,
         thread_ts: str | None = None,
         event_id: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """An ``app_mention`` event callback, as a channel message mentioning the bot."""
+        """An ``app_mention`` event callback, as a channel message mentioning the bot (with
+        ``files`` shared in it, made by ``shared_file``)."""
         ts = self.next_ts()
         event: dict[str, Any] = {
             "type": "app_mention",
@@ -198,7 +205,37 @@ class FakeSlack:
         }
         if thread_ts:
             event["thread_ts"] = thread_ts
+        if files:
+            event["files"] = files
         return self.event_callback(event, event_id=event_id)
+
+    def shared_file(
+        self, name: str, data: bytes, *, mimetype: str, url: str | None = None, size: int | None = None
+    ) -> dict[str, Any]:
+        """A file object as a message's ``files`` carry it, served at ``url_private`` (or ``url``)."""
+        self.private_files[name] = (data, mimetype)
+        file_id = f"F{next(self._ids):08d}"
+        return {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "size": len(data) if size is None else size,
+            "url_private": url or f"{self.url}/files-pri/{name}",
+            "url_private_download": url or f"{self.url}/files-pri/{name}",
+        }
+
+    async def _private_file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        authorization = request.headers.get("Authorization", "")
+        self.file_requests.append((name, authorization))
+        if authorization != f"Bearer {BOT_TOKEN}":
+            # Slack answers an unauthenticated url_private with its sign-in page, not the file.
+            return web.Response(text="<!DOCTYPE html><html>sign in</html>", content_type="text/html")
+        if name not in self.private_files:
+            return web.Response(status=404)
+        data, mimetype = self.private_files[name]
+        return web.Response(body=data, content_type=mimetype)
 
     def message(
         self,

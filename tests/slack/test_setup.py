@@ -45,6 +45,7 @@ def test_the_manifest_asks_for_exactly_what_the_adapter_uses() -> None:
         "users:read",
         "channels:history",
         "groups:history",
+        "files:read",
     ]
     commands = manifest["features"]["slash_commands"]
     assert [command["command"] for command in commands] == [
@@ -66,6 +67,19 @@ def test_the_manifest_asks_for_exactly_what_the_adapter_uses() -> None:
         "bot_events": ["app_mention", "message.channels", "message.groups"]
     }
     assert manifest["settings"]["socket_mode_enabled"] is True
+
+
+def test_with_attachments_off_the_manifest_reads_no_files(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "files:read" not in app_manifest(attachments=False)["oauth_config"]["scopes"]["bot"]
+    monkeypatch.setenv("ATTACHMENTS", "off")
+
+    assert main(["slack-manifest"]) == 0
+
+    printed = json.loads(capsys.readouterr().out)
+    assert "files:read" not in printed["oauth_config"]["scopes"]["bot"]
+    assert "files:write" in printed["oauth_config"]["scopes"]["bot"]
 
 
 def test_in_mention_mode_the_manifest_leaves_out_channel_messages() -> None:
