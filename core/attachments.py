@@ -214,5 +214,10 @@ def _decoded(name: str, data: bytes) -> str:
 
 
 def _too_large(name: str, cap: int) -> str:
-    limit = f"{cap / MIB:g} MB" if cap >= MIB else f"{cap // 1024} KB"
-    return f"`{name}` is larger than the {limit} I read for this kind of file."
+    return f"`{name}` is larger than the {_size(cap)} I read for this kind of file."
+
+
+def _size(size: int) -> str:
+    if size >= MIB:
+        return f"{size / MIB:g} MB"
+    return f"{size / 1024:g} KB" if size >= 1024 else f"{size} bytes"

@@ -150,7 +150,7 @@ def conversation(messages: list[Message], *, user: str) -> tuple[str, tuple[Turn
             turns.append(Turn("user", user, text))
         else:
             turns.append(Turn("user", user, f"(Instructions for this conversation) {text}"))
-    return _text(last), tuple(turns)
+    return _text(last, images=False), tuple(turns)
 
 
 def answer_options(body: ChatCompletionRequest) -> AnswerOptions | None:
@@ -209,7 +209,8 @@ def _image(part: ImagePart, *, param: str) -> ImageAttachment:
     return ImageAttachment(data=data, mime_type=mime_type, name=f"image.{extension}")
 
 
-def _text(message: Message) -> str:
+def _text(message: Message, *, images: bool = True) -> str:
+    """The message's text; with ``images``, each image part noted where it was."""
     if message.content is None:
         return ""
     if isinstance(message.content, str):
@@ -217,7 +218,9 @@ def _text(message: Message) -> str:
     # Earlier turns' images are noted, not sent: the core's history is text (see docs/api.md);
     # the question's own images travel as its attachments.
     return "\n".join(
-        part.text if part.type == "text" else "(an image was attached here)" for part in message.content
+        part.text if part.type == "text" else "(an image was attached here)"
+        for part in message.content
+        if images or part.type == "text"
     )
 
 

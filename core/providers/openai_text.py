@@ -292,7 +292,7 @@ class OpenAITextGenerator:
         window, messages = self.fit(prompt, request)
         contents = _contents(messages)
         limit = self._model.output_limit(*contents)
-        if limit < MIN_OUTPUT_TOKENS:
+        if limit < min(MIN_OUTPUT_TOKENS, self._model.max_output_tokens):
             raise GenerationError(
                 "That prompt is too long to answer within the allowance for one answer. Please shorten it.",
                 detail=f"only {limit} output tokens affordable",

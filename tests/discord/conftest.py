@@ -13,6 +13,7 @@ import pytest
 
 from adapters.discord import DiscordConfig, StudioClient
 from adapters.discord.runner import point_at
+from core.attachments import AttachmentReader
 from core.clock import Clock
 from core.engine import Engine, Resumption
 from core.ledger import BudgetReport, Ledger
@@ -82,6 +83,7 @@ async def start_bot(
         *,
         bot_clock: Clock | None = None,
         resumptions: Sequence[Resumption] = (),
+        attachments: AttachmentReader | None = None,
         **overrides: Any,
     ) -> asyncio.Task[None]:
         config = DiscordConfig(
@@ -100,6 +102,7 @@ async def start_bot(
             ledger=used_ledger,
             clock=bot_clock or clock,
             resumptions=resumptions,
+            attachments=attachments,
         )
 
         async def run() -> None:

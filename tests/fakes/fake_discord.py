@@ -141,6 +141,8 @@ class FakeDiscord:
         """Files users attached (``attachment``), served at ``/cdn/<name>`` as Discord's CDN would."""
         self.cdn_requests: list[str] = []
         """Names of the CDN files fetched, in order."""
+        self.cdn_redirects: dict[str, str] = {}
+        """CDN names answered with a redirect to this URL instead of a file."""
         self._faults: list[list[Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
         self._sequence = 0
@@ -318,10 +320,12 @@ class FakeDiscord:
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.cdn_requests.append(name)
+        if name in self.cdn_redirects:
+            raise web.HTTPFound(self.cdn_redirects[name])
         if name not in self.cdn:
             return web.Response(status=404)
         data, content_type = self.cdn[name]
-        return web.Response(body=data, content_type=content_type)
+        return web.Response(body=data, headers={"Content-Type": content_type})
 
     async def dispatch(self, event: str, data: Json) -> None:
         """Send a gateway DISPATCH to every connected client."""

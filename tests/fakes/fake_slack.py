@@ -235,7 +235,7 @@ class FakeSlack:
         if name not in self.private_files:
             return web.Response(status=404)
         data, mimetype = self.private_files[name]
-        return web.Response(body=data, content_type=mimetype)
+        return web.Response(body=data, headers={"Content-Type": mimetype})
 
     def message(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from adapters.slack import SlackBot, SlackConfig
+from core.attachments import AttachmentReader
 from core.clock import Clock
 from core.engine import Engine
 from core.errors import ProviderUnavailable
@@ -90,8 +91,16 @@ async def start_http(slack: FakeSlack, ledger: Ledger) -> AsyncIterator[StartHtt
     """``await start_http(engine, clock=..., **config)`` → a ``Harness``; stopped at the end."""
     bots: list[SlackBot] = []
 
-    async def start(engine: Engine, *, clock: Clock | None = None, **config: Any) -> Harness:
-        bot = SlackBot(http_config(slack, **config), engine=engine, ledger=ledger, clock=clock)
+    async def start(
+        engine: Engine,
+        *,
+        clock: Clock | None = None,
+        attachments: AttachmentReader | None = None,
+        **config: Any,
+    ) -> Harness:
+        bot = SlackBot(
+            http_config(slack, **config), engine=engine, ledger=ledger, clock=clock, attachments=attachments
+        )
         await bot.start()
         bots.append(bot)
         return Harness(slack, bot)
