@@ -212,7 +212,7 @@ class Engine:
 
     def _refused(self, request: Request, text: str) -> Failure | None:
         """A request refused before anything else: an empty or too long prompt, or too many."""
-        if not text and request.intent is not Intent.SUMMARY:
+        if not text and not request.attachments and request.intent is not Intent.SUMMARY:
             return failure(request.intent, "invalid", usage_hint(request.intent))
         if len(text) > MAX_PROMPT_CHARS:
             return failure(

@@ -81,7 +81,7 @@ class Memory:
         asked_with = intent if intent is not None and command_for(intent) is not None else None
         if self._request.attachments:
             # Kept as long as the conversation itself: a text file's contents, an image's name only.
-            text = f"{text}\n\n{described(self._request.attachments)}"
+            text = "\n\n".join(piece for piece in (text, described(self._request.attachments)) if piece)
         try:
             await self._record(EventKind.USER_MESSAGE, text, intent=asked_with)
         except Exception:

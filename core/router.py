@@ -200,6 +200,10 @@ _EDIT = re.compile(
 """An instruction to change an attached picture ("make this a watercolour", "add a hat")."""
 
 
+ATTACHED_ALONE = "Describe the attached file briefly."
+"""The question a mention with a file and no words asks."""
+
+
 def route_attached(text: str, attachments: Sequence[Attachment]) -> Route:
     """The route of a message with files attached, by rule alone (a classifier can't see them).
 
@@ -209,6 +213,8 @@ def route_attached(text: str, attachments: Sequence[Attachment]) -> Route:
     paper, else to chat, which reads them.
     """
     text = " ".join(text.split())
+    if not text:  # only a file: say what it is
+        return Route(Intent.CHAT, ATTACHED_ALONE, "rule")
     if any(isinstance(item, ImageAttachment) for item in attachments) and _EDIT.search(text):
         return Route(Intent.IMAGE, text, "rule")
     ruled = route_by_rules(text)

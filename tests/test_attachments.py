@@ -14,7 +14,7 @@ from core.attachments import AttachmentReader, AttachmentRef, AttachmentRefused,
 from core.engine import Engine
 from core.parts import ImageAttachment, Intent, Request, Scope, TextAttachment
 from core.providers.openai_text import sees_images
-from core.router import route_attached
+from core.router import ATTACHED_ALONE, Route, route_attached
 from tests.fakes.fake_discord import FakeDiscord
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 20
@@ -163,6 +163,10 @@ def test_an_attached_image_with_a_question_is_chat_and_with_an_instruction_an_ed
     route = route_attached(text, [IMAGE])
 
     assert (route.intent, route.prompt, route.source) == (intent, text, "rule")
+
+
+def test_an_image_alone_is_asked_about() -> None:
+    assert route_attached("  ", [IMAGE]) == Route(Intent.CHAT, ATTACHED_ALONE, "rule")
 
 
 def test_text_files_go_to_chat_unless_a_paper_is_asked_for() -> None:
