@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -215,3 +216,30 @@ async def test_a_conversation_remembers_a_files_text_and_an_images_name_but_neve
 )
 def test_chat_vision_decides_by_setting_then_by_model_name(model: str, setting: str, sees: bool) -> None:
     assert sees_images(model, setting) is sees  # type: ignore[arg-type]
+
+
+async def test_the_settings_decide_whether_and_how_much_the_platforms_read(http: httpx.AsyncClient) -> None:
+    from types import SimpleNamespace
+
+    from bot.platforms import attachment_reader
+    from bot.settings import Settings
+
+    def app(**values: object) -> Any:
+        return SimpleNamespace(settings=Settings(_env_file=None, **values), http=http)  # type: ignore[call-arg]
+
+    slack = attachment_reader(
+        app(max_attachment_kb=64, max_media_mb=5),
+        hosts=["files.slack.com"],
+        service="Slack",
+        headers={"Authorization": "Bearer xoxb-1"},
+    )
+    discord = attachment_reader(
+        app(), hosts=["cdn.discordapp.com", "media.discordapp.net"], service="Discord"
+    )
+
+    assert slack is not None and discord is not None
+    assert (slack.max_text_bytes, slack.max_image_bytes) == (64 * 1024, 5 * 1024 * 1024)
+    assert slack.guard.hosts == {"files.slack.com"} and slack.headers == {"Authorization": "Bearer xoxb-1"}
+    assert "xoxb-1" not in repr(slack)
+    assert (discord.max_text_bytes, discord.max_image_bytes) == (256 * 1024, 20 * 1024 * 1024)
+    assert attachment_reader(app(attachments="off"), hosts=["files.slack.com"], service="Slack") is None
