@@ -95,6 +95,43 @@ class Access:
     admin: bool = False
 
 
+class Operation(enum.StrEnum):
+    """What a studio request does: draw anew, or work on media the bot delivered earlier."""
+
+    IMAGINE = "imagine"
+    REROLL = "reroll"
+    """Same prompt and options, a new seed."""
+    VARY = "vary"
+    """An image close to the source (``strength`` subtle or strong)."""
+    UPSCALE = "upscale"
+    EDIT = "edit"
+    """The source changed by an instruction (the request's text)."""
+    ANOTHER = "another"
+    """Another take of a song: same prompt, a new generation."""
+
+
+ASPECTS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
+Strength = Literal["subtle", "strong"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StudioWork:
+    """How to make an image (or song) beyond its prompt: the options and, for work on delivered
+    media, the operation and the bot's own copy of the source image."""
+
+    operation: Operation = Operation.IMAGINE
+    aspect: str | None = None
+    """One of ``ASPECTS``; ``None``: the operator's IMAGE_WIDTH × IMAGE_HEIGHT."""
+    seed: int | None = None
+    """``None``: the generator draws one (and reports it on the ``Image``)."""
+    strength: Strength = "subtle"
+    source: bytes | None = None
+    source_mime: str = ""
+    source_job: str | None = None
+    source_prompt: str = ""
+    """The prompt the source was made from (an edit's request text is its instruction)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """One thing a user asked for. Slash commands set ``intent``; mentions leave it to the router."""
@@ -114,6 +151,8 @@ class Request:
     access: Access | None = None
     """Where and with which rights a person asked, for the access policy; ``None`` for work the
     bot starts itself (a resumed job, an idle summary), which only the service switches apply to."""
+    studio: StudioWork | None = None
+    """Image options and operations on delivered media (``core.studio``); ``None``: a plain request."""
 
 
 # --- parts a generator yields and an adapter renders -------------------------------------------
@@ -142,6 +181,12 @@ class Image:
     mime_type: str
     prompt: str
     title: str = ""
+    seed: int | None = None
+    """The seed it was drawn with, when the provider takes one: shown so it can be reproduced."""
+    job: str | None = None
+    """The job that made it (set by the engine once recorded): what action ids name."""
+    actions: tuple[str, ...] = ()
+    """Action ids (``core.studio.action_id``) a surface offers as buttons under it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +201,10 @@ class Audio:
     lyrics: str = ""
     duration_s: float | None = None
     cover: Image | None = None
+    job: str | None = None
+    """The job that made it (set by the engine once recorded): what action ids name."""
+    actions: tuple[str, ...] = ()
+    """Action ids (``core.studio.action_id``) a surface offers as buttons under it."""
 
 
 @dataclass(frozen=True, slots=True)
