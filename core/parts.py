@@ -183,9 +183,9 @@ class Image:
     title: str = ""
     seed: int | None = None
     """The seed it was drawn with, when the provider takes one: shown so it can be reproduced."""
-    job: str | None = None
+    job: str | None = field(default=None, compare=False)
     """The job that made it (set by the engine once recorded): what action ids name."""
-    actions: tuple[str, ...] = ()
+    actions: tuple[str, ...] = field(default=(), compare=False)
     """Action ids (``core.studio.action_id``) a surface offers as buttons under it."""
 
 
@@ -201,9 +201,9 @@ class Audio:
     lyrics: str = ""
     duration_s: float | None = None
     cover: Image | None = None
-    job: str | None = None
+    job: str | None = field(default=None, compare=False)
     """The job that made it (set by the engine once recorded): what action ids name."""
-    actions: tuple[str, ...] = ()
+    actions: tuple[str, ...] = field(default=(), compare=False)
     """Action ids (``core.studio.action_id``) a surface offers as buttons under it."""
 
 

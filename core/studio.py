@@ -238,11 +238,16 @@ class StudioStore:
         """Forget the copy of a deleted image; the row stays so later presses are explained."""
         await self._database.write("UPDATE studio_media SET deleted = 1, data = NULL WHERE job = ?", (job,))
 
-    async def purge(self) -> int:
-        """Drop the copies older than the keep period; returns how many."""
-        cutoff = (self.now() - self.keep).isoformat()
+    async def purge(self, older_than: timedelta) -> int:
+        """Drop the image copies older than the keep period, and whole records (with their
+        prompts) older than ``older_than`` (HISTORY_DAYS); returns how many records went."""
+        now = self.now()
+        await self._database.write(
+            "UPDATE studio_media SET data = NULL WHERE created_at < ? AND data IS NOT NULL",
+            ((now - self.keep).isoformat(),),
+        )
         written = await self._database.write(
-            "UPDATE studio_media SET data = NULL WHERE created_at < ? AND data IS NOT NULL", (cutoff,)
+            "DELETE FROM studio_media WHERE created_at < ?", ((now - older_than).isoformat(),)
         )
         return written.rowcount
 
