@@ -4,6 +4,7 @@ press after a restart, expired sources and caps; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 from PIL import Image as PILImage
@@ -18,6 +19,7 @@ from core.studio import (
     MAX_ACTION_ID,
     Action,
     BadOption,
+    OperationPrices,
     Removal,
     StudioStore,
     action_id,
@@ -36,8 +38,6 @@ MEMBER = Access(channel="C1")
 
 
 def studio_engine(ledger: Ledger) -> Engine:
-    from core.studio import OperationPrices
-
     return Engine(
         ledger=ledger,
         generators={
@@ -105,7 +105,7 @@ def test_action_ids_round_trip_and_fit_discord() -> None:
         "studio:" + "x" * 100,
     ):
         assert parse_action_id(bad) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid action id"):
         action_id(Action.VARY, "a:b")
 
 
@@ -282,8 +282,6 @@ async def test_an_expired_source_is_refused_without_charge(database_url: str) ->
         reroll = await pressed(engine, Action.REROLL, source)  # needs only the prompt
         assert isinstance(reroll, Request)
         assert await spent(ledger, "bob") == (0, 0)
-        from datetime import timedelta
-
         await engine.studio.purge(timedelta(days=90))
         kept = await engine.studio.get(str(source.job))
         assert kept is not None and kept.data is None and kept.prompt == "a lighthouse"
