@@ -103,38 +103,6 @@ COMMANDS: tuple[Command, ...] = (
         arguments=(_PROMPT, _ASPECT, _SEED),
     ),
     Command(
-        name="reroll",
-        usage="/reroll",
-        description="draw the last image again with a new seed",
-        on_last_media=Intent.IMAGE,
-    ),
-    Command(
-        name="vary",
-        usage="/vary [subtle|strong]",
-        description="an image close to the last one",
-        arguments=(_STRENGTH,),
-        on_last_media=Intent.IMAGE,
-    ),
-    Command(
-        name="upscale",
-        usage="/upscale",
-        description="a larger version of the last image",
-        on_last_media=Intent.IMAGE,
-    ),
-    Command(
-        name="edit",
-        usage="/edit INSTRUCTION",
-        description="change the last image, e.g. “make it night”",
-        arguments=(Argument("instruction", "What to change"),),
-        on_last_media=Intent.IMAGE,
-    ),
-    Command(
-        name="another",
-        usage="/another",
-        description="another take of the last song",
-        on_last_media=Intent.SONG,
-    ),
-    Command(
         name="song",
         usage="/song PROMPT",
         description="compose a song with lyrics",
@@ -275,7 +243,44 @@ COMMANDS: tuple[Command, ...] = (
     ),
 )
 
-BY_NAME = {command.name: command for command in COMMANDS}
+LAST_MEDIA_COMMANDS: tuple[Command, ...] = (
+    Command(
+        name="reroll",
+        usage="/reroll",
+        description="draw the last image again with a new seed",
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="vary",
+        usage="/vary [subtle|strong]",
+        description="an image close to the last one",
+        arguments=(_STRENGTH,),
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="upscale",
+        usage="/upscale",
+        description="a larger version of the last image",
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="edit",
+        usage="/edit INSTRUCTION",
+        description="change the last image, e.g. “make it night”",
+        arguments=(Argument("instruction", "What to change"),),
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="another",
+        usage="/another",
+        description="another take of the last song",
+        on_last_media=Intent.SONG,
+    ),
+)
+"""Commands on the conversation's last image or song, for surfaces without buttons (the console);
+Discord and Slack offer the same actions as buttons under the media instead."""
+
+BY_NAME = {command.name: command for command in (*COMMANDS, *LAST_MEDIA_COMMANDS)}
 
 
 def command_for(intent: Intent) -> Command | None:
@@ -294,7 +299,7 @@ def available(
 
     return tuple(
         replace(command, subcommands=tuple(sub for sub in command.subcommands if fits(sub)))
-        for command in COMMANDS
+        for command in (*COMMANDS, *(LAST_MEDIA_COMMANDS if last_media else ()))
         if (command.intent is None or command.intent in intents)
         and (conversations or not command.conversational)
         and (
