@@ -27,6 +27,7 @@ from core.providers.http import RetryPolicy
 from core.providers.sdk_http import sdk_http
 from core.providers.songs import SongApi, SongGenerator, SunoApi, UdioApi
 from core.router import Classifier
+from core.studio import OperationPrices
 
 if TYPE_CHECKING:
     # The OpenAI SDK takes most of a second to import: only a bot configured for it loads it.
@@ -237,6 +238,9 @@ def _image_generator(
             width=settings.image_width,
             height=settings.image_height,
             media=_media(settings),
+            edit_model=settings.bfl_edit_model,
+            upscale_model=settings.bfl_upscale_model,
+            prices=_operation_prices(settings),
         )
         where = f"Black Forest Labs at {_endpoint(settings.bfl_api_url)}, model {settings.image_model}"
         return bfl, f"live via {where}, {format_usd(cost)} per image"
@@ -256,6 +260,7 @@ def _image_generator(
             width=settings.image_width,
             height=settings.image_height,
             media=_media(settings),
+            prices=_operation_prices(settings),
         )
         where = f"OpenAI images at {_endpoint(settings.openai_base_url)}, model {settings.openai_image_model}"
         return images, f"live via {where}, {format_usd(cost)} per image"
@@ -296,3 +301,12 @@ def _media(settings: Settings) -> MediaPolicy:
 def _endpoint(url: str) -> str:
     """A base URL fit for the logs: no user-info, query or fragment, where credentials may hide."""
     return str(httpx.URL(url).copy_with(username=None, password=None, query=None, fragment=None))
+
+
+def _operation_prices(settings: Settings) -> OperationPrices:
+    """What vary, upscale and edit reserve and charge (IMAGE_*_PRICE_USD)."""
+    return OperationPrices(
+        vary=settings.cost("image_vary_price"),
+        upscale=settings.cost("image_upscale_price"),
+        edit=settings.cost("image_edit_price"),
+    )

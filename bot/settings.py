@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     image_width: Annotated[int, Field(ge=256, le=2048, multiple_of=32)] = 1024
     image_height: Annotated[int, Field(ge=256, le=2048, multiple_of=32)] = 768
     image_timeout_s: Annotated[float, Field(gt=0)] = 120
+    image_vary_price_usd: Usd = Decimal("0.04")
+    """Reserved and charged per variation (FLUX.1 Kontext [pro] lists at $0.04)."""
+    image_edit_price_usd: Usd = Decimal("0.04")
+    """Reserved and charged per instruction edit (FLUX.1 Kontext [pro] lists at $0.04)."""
+    image_upscale_price_usd: Usd = Decimal("0.06")
+    """Reserved and charged per upscale (FLUX1.1 [pro] Ultra lists at $0.06)."""
+    image_keep_days: Annotated[int, Field(ge=1, le=365)] = 7
+    """How long the bot keeps its own copy of a delivered image for vary, upscale and edit."""
+    bfl_edit_model: str = "flux-kontext-pro"
+    """BFL model for vary and edit (takes the image as ``input_image``)."""
+    bfl_upscale_model: str = "flux-pro-1.1-ultra"
     openai_image_model: str = "gpt-image-1"
     openai_image_quality: Literal["low", "medium", "high", "auto"] = "medium"
     """Quality for gpt-image models (the price depends on it; DALL·E models ignore this)."""

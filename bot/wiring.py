@@ -27,6 +27,7 @@ from core.idle import summarize_idle_periodically
 from core.jobs import JobStore
 from core.ledger import Ledger
 from core.parts import Intent
+from core.studio import StudioStore
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,19 @@ def build_engine(
         jobs=JobStore(ledger.database),
         conversations=ConversationStore(ledger.database),
         dashboard=dashboard,
+        studio=StudioStore(ledger.database, keep_days=settings.image_keep_days),
     )
 
 
 def _expiring(app: App) -> list[Purgeable]:
     """The stores holding what people asked, kept ``HISTORY_DAYS``: conversations, finished jobs
     (each keeps its prompt) and the prompts in the budget's transactions."""
-    stores: list[Purgeable | None] = [app.engine.conversations, app.engine.jobs, app.ledger]
+    stores: list[Purgeable | None] = [
+        app.engine.conversations,
+        app.engine.jobs,
+        app.ledger,
+        app.engine.studio,
+    ]
     return [store for store in stores if store is not None]
 
 

@@ -483,6 +483,26 @@ MIGRATIONS: tuple[str | Migration, ...] = (
     );
     CREATE INDEX transactions_by_scope_user ON transactions (scope, "user", id);
     """,
+    # 14: delivered images and songs, with what a later button needs (core.studio): the prompt,
+    # options, seed, provider, requester and, for images, the bot's own copy until it expires.
+    """
+    CREATE TABLE studio_media (
+        job          TEXT PRIMARY KEY,
+        created_at   TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        "user"       TEXT NOT NULL,
+        conversation TEXT,
+        intent       TEXT NOT NULL,
+        prompt       TEXT NOT NULL,
+        aspect       TEXT,
+        seed         INTEGER,
+        provider     TEXT NOT NULL,
+        mime_type    TEXT NOT NULL,
+        data         BLOB,
+        deleted      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX studio_media_by_conversation ON studio_media (conversation, created_at);
+    """,
 )
 
 

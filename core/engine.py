@@ -29,11 +29,12 @@ from core.outcomes import (
     release,
     settle,
 )
-from core.parts import Failure, GeneratorPart, Intent, Part, Request
+from core.parts import Audio, Failure, GeneratorPart, Image, Intent, Part, Request
 from core.policy import Policies, judge, policies_for, switched_off
 from core.router import Classifier, Route, route_attached, route_by_rules, route_follow_up
 from core.run import RESTARTING, JobRun, RunServices
 from core.streams import close, closing_stream, single
+from core.studio import StudioStore, delivered
 
 __all__ = ["RESTARTING", "SUSPEND_GRACE_S", "Engine", "Resumption", "budget_refusal"]
 
@@ -63,8 +64,11 @@ class Engine:
         start_width: int = START_WIDTH,
         policies: Policies | None = None,
         dashboard: DashboardLinks | None = None,
+        studio: StudioStore | None = None,
     ) -> None:
         self.ledger = ledger
+        self.studio = studio or StudioStore(ledger.database)
+        """Every delivered image and song, for the buttons under it (``core.studio.press``)."""
         self.dashboard = dashboard
         """Links to the web dashboard that every surface's ``/budget dashboard`` hands out."""
         self.generators = dict(generators)
@@ -308,7 +312,24 @@ class Engine:
             generate=generate,
             turn=turn,
         )
-        return run.stream()
+        return self._recorded(request, route, run.stream())
+
+    async def _recorded(
+        self, request: Request, route: Route, parts: AsyncIterator[Part]
+    ) -> AsyncIterator[Part]:
+        """Record each delivered image or song before it is handed on, labelled with its job and
+        the actions a surface offers under it; a failed record only loses the buttons."""
+        provider = type(self.generators.get(route.intent)).__name__
+        async with closing_stream(parts):
+            async for part in parts:
+                if isinstance(part, Image | Audio):
+                    try:
+                        await self.studio.record(request, part, provider=provider)
+                    except Exception:
+                        log.exception("could not record delivered media; it goes out without buttons")
+                    else:
+                        part = delivered(part, request.id)
+                yield part
 
     def _resumed(
         self, job: Job, hold: Hold, resume: Callable[[], AsyncIterator[GeneratorPart]]

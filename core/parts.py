@@ -95,6 +95,43 @@ class Access:
     admin: bool = False
 
 
+class Operation(enum.StrEnum):
+    """What a studio request does: draw anew, or work on media the bot delivered earlier."""
+
+    IMAGINE = "imagine"
+    REROLL = "reroll"
+    """Same prompt and options, a new seed."""
+    VARY = "vary"
+    """An image close to the source (``strength`` subtle or strong)."""
+    UPSCALE = "upscale"
+    EDIT = "edit"
+    """The source changed by an instruction (the request's text)."""
+    ANOTHER = "another"
+    """Another take of a song: same prompt, a new generation."""
+
+
+ASPECTS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
+Strength = Literal["subtle", "strong"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StudioWork:
+    """How to make an image (or song) beyond its prompt: the options and, for work on delivered
+    media, the operation and the bot's own copy of the source image."""
+
+    operation: Operation = Operation.IMAGINE
+    aspect: str | None = None
+    """One of ``ASPECTS``; ``None``: the operator's IMAGE_WIDTH × IMAGE_HEIGHT."""
+    seed: int | None = None
+    """``None``: the generator draws one (and reports it on the ``Image``)."""
+    strength: Strength = "subtle"
+    source: bytes | None = None
+    source_mime: str = ""
+    source_job: str | None = None
+    source_prompt: str = ""
+    """The prompt the source was made from (an edit's request text is its instruction)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageAttachment:
     """An image attached to a message: its bytes, the type its magic bytes show, and its file name."""
@@ -149,6 +186,8 @@ class Request:
     contents and an image's name, never an image's bytes."""
     answer: AnswerOptions | None = None
     """Limits the asker set on a text answer (the web API's ``max_tokens``, ``temperature``)."""
+    studio: StudioWork | None = None
+    """Image options and operations on delivered media (``core.studio``); ``None``: a plain request."""
 
 
 # --- parts a generator yields and an adapter renders -------------------------------------------
@@ -177,6 +216,12 @@ class Image:
     mime_type: str
     prompt: str
     title: str = ""
+    seed: int | None = None
+    """The seed it was drawn with, when the provider takes one: shown so it can be reproduced."""
+    job: str | None = field(default=None, compare=False)
+    """The job that made it (set by the engine once recorded): what action ids name."""
+    actions: tuple[str, ...] = field(default=(), compare=False)
+    """Action ids (``core.studio.action_id``) a surface offers as buttons under it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,6 +236,10 @@ class Audio:
     lyrics: str = ""
     duration_s: float | None = None
     cover: Image | None = None
+    job: str | None = field(default=None, compare=False)
+    """The job that made it (set by the engine once recorded): what action ids name."""
+    actions: tuple[str, ...] = field(default=(), compare=False)
+    """Action ids (``core.studio.action_id``) a surface offers as buttons under it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,10 @@ async def test_bad_commands_are_explained_and_nothing_is_reserved(ledger: Ledger
 
     assert (await reply(commands, "song")).startswith("Usage: `/song PROMPT`")
     unknown = await reply(commands, "frobnicate")
-    assert unknown.startswith("Unknown command /frobnicate.") and "`/imagine PROMPT`" in unknown
+    assert (
+        unknown.startswith("Unknown command /frobnicate.")
+        and "`/imagine PROMPT [--ar 16:9] [--seed 42]`" in unknown
+    )
     assert await reply(commands, "summary") == (
         "I can only summarize a conversation I'm part of: ask in a thread where I've answered."
     )

@@ -55,7 +55,7 @@ def test_bad_input_is_explained_and_costs_nothing(tmp_path: Path) -> None:
     result = run_bot(tmp_path, "chat", stdin=script)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Usage: `/imagine PROMPT`" in out
+    assert "Usage: `/imagine PROMPT [--ar 16:9] [--seed 42]`" in out
     assert "Unknown command /frobnicate." in out
     assert "`/song PROMPT`" in out  # the command list follows
     assert "the limit is 4,000" in out

@@ -166,7 +166,7 @@ async def test_exhausted_budget_runs_nothing_and_says_what_remains(ledger: Ledge
 @pytest.mark.parametrize(
     ("text", "intent", "expected"),
     [
-        ("", Intent.IMAGE, "Usage: `/imagine PROMPT`"),
+        ("", Intent.IMAGE, "Usage: `/imagine PROMPT [--ar 16:9] [--seed 42]`"),
         ("   ", Intent.SONG, "Usage: `/song PROMPT`"),
         ("", None, "Commands:"),
         ("x" * 4001, Intent.IMAGE, "the limit is 4,000"),

@@ -38,6 +38,8 @@ class ConsoleChat:
             intents=engine.intents,
             policies=engine.policies,
             dashboard=engine.dashboard,
+            studio=engine.studio,
+            last_media=True,
         )
         self._conversation = CONSOLE_CONVERSATION if engine.conversations is not None else None
 

@@ -38,10 +38,16 @@ class ConsoleSurface:
         path = self._save(media)
         if isinstance(media, Image):
             self._write(f"🖼  Image saved: {path}\n")
+            if media.seed is not None:
+                self._write(f"   seed {media.seed}\n")
+            if media.actions:
+                self._write(f"   {_ACTIONS_HINT}\n")
         elif isinstance(media, Audio):
             self._write(f"🎵 “{media.title}” saved: {path}\n")
             if media.cover is not None:
                 self._write(f"   cover art: {self._save(media.cover)}\n")
+            if media.actions:
+                self._write("   `/another` makes another take\n")
             if media.lyrics:
                 self._write("\n" + media.lyrics.rstrip() + "\n")
         self._printed = ""
@@ -88,3 +94,6 @@ class ConsoleSurface:
         if text:
             self._out.write(text)
             self._out.flush()
+
+
+_ACTIONS_HINT = "`/reroll`, `/vary [subtle|strong]`, `/upscale` or `/edit INSTRUCTION` work on it"

@@ -129,6 +129,8 @@ def _as_text(arguments: tuple[Argument, ...], values: dict[str, Any], words: tup
         if argument.kind is ArgumentKind.FLAG:
             if value:
                 parts.append(argument.name)
+        elif value and argument.flag:
+            parts.append(f"{argument.flag} {_word(argument.kind, value)}")
         elif value:
             parts.append(_word(argument.kind, value))
     return " ".join(parts)

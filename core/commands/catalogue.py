@@ -7,7 +7,7 @@ import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
-from core.parts import Intent
+from core.parts import ASPECTS, Intent
 
 MAX_PROMPT_CHARS = 4000
 
@@ -37,6 +37,8 @@ class Argument:
     required: bool = True
     choices: tuple[str, ...] = ()
     """The words a ``CHOICE`` argument accepts."""
+    flag: str = ""
+    """Typed as ``--flag VALUE`` after the prompt (``--ar 16:9``); Discord sends its option so."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +61,9 @@ class Command:
     with_roles: bool | None = None
     """``True``: only on surfaces whose members have roles (Discord); ``False``: only on the
     others (Slack, the console); ``None``: everywhere."""
+    on_last_media: Intent | None = None
+    """Acts on the conversation's last image or song (``/reroll``): offered where buttons aren't
+    (the console); surfaces with buttons carry the same actions under the media itself."""
 
     @property
     def names_members(self) -> bool:
@@ -81,13 +86,21 @@ _CAP = Argument("amount", "Monthly cap in dollars (e.g. 5), off for no cap, or r
 _ON_OFF = ("on", "off")
 SERVICE_WORDS = ("image", "song", "research", "chat")
 
+_ASPECT = Argument(
+    "aspect", "Shape: 1:1, 4:3, 3:4, 16:9, 9:16 or 21:9", ArgumentKind.CHOICE, False, ASPECTS, flag="--ar"
+)
+_SEED = Argument("seed", "A seed (whole number) to reproduce an image", required=False, flag="--seed")
+_STRENGTH = Argument(
+    "strength", "How far from the image: subtle or strong", ArgumentKind.CHOICE, False, ("subtle", "strong")
+)
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         name="imagine",
-        usage="/imagine PROMPT",
+        usage="/imagine PROMPT [--ar 16:9] [--seed 42]",
         description="draw an image",
         intent=Intent.IMAGE,
-        arguments=(_PROMPT,),
+        arguments=(_PROMPT, _ASPECT, _SEED),
     ),
     Command(
         name="song",
@@ -230,7 +243,44 @@ COMMANDS: tuple[Command, ...] = (
     ),
 )
 
-BY_NAME = {command.name: command for command in COMMANDS}
+LAST_MEDIA_COMMANDS: tuple[Command, ...] = (
+    Command(
+        name="reroll",
+        usage="/reroll",
+        description="draw the last image again with a new seed",
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="vary",
+        usage="/vary [subtle|strong]",
+        description="an image close to the last one",
+        arguments=(_STRENGTH,),
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="upscale",
+        usage="/upscale",
+        description="a larger version of the last image",
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="edit",
+        usage="/edit INSTRUCTION",
+        description="change the last image, e.g. “make it night”",
+        arguments=(Argument("instruction", "What to change"),),
+        on_last_media=Intent.IMAGE,
+    ),
+    Command(
+        name="another",
+        usage="/another",
+        description="another take of the last song",
+        on_last_media=Intent.SONG,
+    ),
+)
+"""Commands on the conversation's last image or song, for surfaces without buttons (the console);
+Discord and Slack offer the same actions as buttons under the media instead."""
+
+BY_NAME = {command.name: command for command in (*COMMANDS, *LAST_MEDIA_COMMANDS)}
 
 
 def command_for(intent: Intent) -> Command | None:
@@ -238,19 +288,24 @@ def command_for(intent: Intent) -> Command | None:
 
 
 def available(
-    *, intents: Collection[Intent], conversations: bool, roles: bool = False
+    *, intents: Collection[Intent], conversations: bool, roles: bool = False, last_media: bool = False
 ) -> tuple[Command, ...]:
     """The commands a bot serving ``intents`` offers; conversational ones only with a memory;
-    role commands only where members have roles (``roles``), member lists only where they don't."""
+    role commands only where members have roles (``roles``), member lists only where they don't;
+    commands on the last image or song only where asked for (``last_media``: the console)."""
 
     def fits(command: Command) -> bool:
         return command.with_roles is None or command.with_roles == roles
 
     return tuple(
         replace(command, subcommands=tuple(sub for sub in command.subcommands if fits(sub)))
-        for command in COMMANDS
+        for command in (*COMMANDS, *(LAST_MEDIA_COMMANDS if last_media else ()))
         if (command.intent is None or command.intent in intents)
         and (conversations or not command.conversational)
+        and (
+            command.on_last_media is None
+            or (last_media and conversations and command.on_last_media in intents)
+        )
         and fits(command)
     )
 

@@ -14,11 +14,13 @@ from typing import Literal
 from core.budget import budget_command
 from core.commands.access import access_command
 from core.commands.catalogue import BY_NAME, Command, available, help_text, usage_hint
+from core.commands.reply import Reply as Reply
 from core.conversations import ConversationStore, forget_command
 from core.dashboard import DashboardLinks, LinkRefused
 from core.ledger import Ledger
-from core.parts import Access, Destination, Intent, Request, Scope
+from core.parts import Access, Destination, Intent, Request, Scope, StudioWork
 from core.policy import SWITCHED_OFF_HERE, Policies, not_admitted, policies_for, switched_off
+from core.studio import Action, BadOption, Removal, StudioStore, action_id, parse_image_prompt, press
 
 NO_CONVERSATION = "I can only summarize a conversation I'm part of: ask in a thread where I've answered."
 BudgetAudience = Literal["admins", "everyone"]
@@ -46,14 +48,6 @@ class CommandContext:
         return Access(channel=self.channel, roles=self.roles, admin=self.admin)
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """An answer to show at once; ``private`` ones only the caller sees (ephemeral)."""
-
-    text: str
-    private: bool = True
-
-
 class Dispatcher:
     """Answers commands, or turns them into a ``Request`` for the engine."""
 
@@ -67,8 +61,11 @@ class Dispatcher:
         policies: Policies | None = None,
         roles: bool = False,
         dashboard: DashboardLinks | None = None,
+        studio: StudioStore | None = None,
+        last_media: bool = False,
     ) -> None:
         self._ledger = ledger
+        self._studio = studio
         self._dashboard = dashboard
         self._conversations = conversations
         self._budget_visible_to = budget_visible_to
@@ -76,7 +73,10 @@ class Dispatcher:
         self.roles = roles
         """Whether the surface's members have roles (Discord): allowlists then name roles."""
         self.commands: tuple[Command, ...] = available(
-            intents=intents, conversations=conversations is not None, roles=roles
+            intents=intents,
+            conversations=conversations is not None,
+            roles=roles,
+            last_media=last_media and studio is not None,
         )
         """What this bot offers: the surfaces register exactly these."""
         self._offered = {command.name: command for command in self.commands}
@@ -107,6 +107,8 @@ class Dispatcher:
         if not context.direct and not policy.listens_in(context.channel):
             hint = " `/access channel on` switches me back on." if context.admin else ""
             return Reply(SWITCHED_OFF_HERE + hint)
+        if command.on_last_media is not None:
+            return await self._on_last_media(command, command.on_last_media, text, context)
         if command.intent is not None:
             if not policy.admits(user=context.user, roles=context.roles, admin=context.admin):
                 return Reply(not_admitted(policy))
@@ -138,6 +140,16 @@ class Dispatcher:
                 return Reply(NO_CONVERSATION)
         elif not text:
             return Reply(usage_hint(intent))
+        studio: StudioWork | None = None
+        if intent is Intent.IMAGE:
+            try:
+                options = parse_image_prompt(text)
+            except BadOption as bad:
+                return Reply(str(bad))
+            if not options.prompt:
+                return Reply(usage_hint(intent))
+            text = options.prompt
+            studio = StudioWork(aspect=options.aspect, seed=options.seed)
         return Request(
             scope=context.scope,
             user=context.user,
@@ -146,7 +158,40 @@ class Dispatcher:
             destination=context.destination,
             conversation=context.conversation,
             access=context.access,
+            studio=studio,
         )
+
+    async def _on_last_media(
+        self, command: Command, intent: Intent, text: str, context: CommandContext
+    ) -> Reply | Request:
+        """``/reroll``, ``/vary``, ``/upscale``, ``/edit``, ``/another``: the button of the same
+        name pressed on the conversation's last image or song."""
+        what = "image" if intent is Intent.IMAGE else "song"
+        latest = None
+        if self._studio is not None and context.conversation is not None:
+            latest = await self._studio.latest(context.conversation, intent)
+        if self._studio is None or latest is None:
+            return Reply(f"There's no {what} here yet to work on. Nothing was charged.")
+        strength = "subtle"
+        if command.name == "vary":
+            word = text.lower() or "subtle"
+            if word not in ("subtle", "strong"):
+                return Reply("Usage: `/vary [subtle|strong]`. Nothing was charged.")
+            strength = word
+        outcome = await press(
+            self._studio,
+            action_id(Action(command.name), latest.job),
+            scope=context.scope,
+            user=context.user,
+            access=context.access,
+            destination=context.destination,
+            conversation=context.conversation,
+            instruction=text if command.name == "edit" else "",
+            strength="strong" if strength == "strong" else "subtle",
+        )
+        if isinstance(outcome, Removal):
+            return Reply(outcome.text)
+        return outcome
 
     async def _access(self, text: str, context: CommandContext) -> str:
         return await access_command(

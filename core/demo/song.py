@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from core.clock import Clock, SystemClock
 from core.demo.image import seeded_random
 from core.filenames import slug
-from core.parts import Audio, GeneratorPart, Intent, Request, Status
+from core.parts import Audio, GeneratorPart, Intent, Operation, Request, Status
 
 SAMPLE_RATE = 22_050
 BEAT_S = 0.3
@@ -20,9 +20,10 @@ BEAT_S = 0.3
 SCALE = [261.63, 293.66, 329.63, 392.00, 440.00, 523.25, 587.33, 659.25, 783.99, 880.00]
 
 
-def synthesize_wav(prompt: str, *, beats: int = 24) -> bytes:
-    """A melody of ``beats`` notes over a bass drone, 16-bit mono WAV; same prompt, same tune."""
-    rng = seeded_random(prompt)
+def synthesize_wav(prompt: str, *, beats: int = 24, take: str = "") -> bytes:
+    """A melody of ``beats`` notes over a bass drone, 16-bit mono WAV; same prompt (and ``take``),
+    same tune."""
+    rng = seeded_random(prompt + (f"\x00{take}" if take else ""))
     step = rng.randrange(len(SCALE))
     samples = array.array("h")
     note_len = int(SAMPLE_RATE * BEAT_S)
@@ -73,7 +74,8 @@ class DemoSongGenerator:
         for stage in ("Queued (demo)", "Writing lyrics (demo)", "Composing (demo)"):
             yield Status(f"{stage}… {self._clock.now() - started:.0f} s")
             await self._clock.sleep(self._delay_s)
-        data = await asyncio.to_thread(synthesize_wav, prompt)
+        another = request.studio is not None and request.studio.operation is Operation.ANOTHER
+        data = await asyncio.to_thread(synthesize_wav, prompt, take=request.id if another else "")
         title = f"Demo song: {prompt}"[:100]
         yield Audio(
             data=data,

@@ -8,7 +8,9 @@ regional polling hosts, to ``https`` hosts in its parent domain (``api.us1.bfl.a
 
 from __future__ import annotations
 
+import base64
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 
 import httpx
@@ -16,9 +18,10 @@ import httpx
 from core.clock import Clock
 from core.errors import GenerationError, ModerationError
 from core.filenames import slug
-from core.parts import Checkpoint, GeneratorPart, Image, Intent, Request, Status
+from core.parts import Checkpoint, GeneratorPart, Image, Intent, Operation, Request, Status, StudioWork
 from core.providers.fetch import DEFAULT_MEDIA, MediaPolicy
 from core.providers.http import RetryPolicy, download, extension, poll, read_json, submit_once
+from core.studio import OperationPrices, PricedByOperation, aspect_size, new_seed
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ _MODERATED = {
 }
 
 
-class BflImageGenerator:
+class BflImageGenerator(PricedByOperation):
     """``POST {api_url}/{model}`` with ``x-key``, then poll exactly the ``polling_url`` it returns."""
 
     intent = Intent.IMAGE
@@ -52,34 +55,70 @@ class BflImageGenerator:
         cost: int,
         policy: RetryPolicy,
         media: MediaPolicy = DEFAULT_MEDIA,
+        edit_model: str = "flux-kontext-pro",
+        upscale_model: str = "flux-pro-1.1-ultra",
+        prices: OperationPrices | None = None,
     ) -> None:
         self._http = http
         self._clock = clock
-        self._submit_url = f"{api_url.rstrip('/')}/{model}"
+        self._api_url = api_url.rstrip("/")
+        self._model, self._edit_model, self._upscale_model = model, edit_model, upscale_model
         self._headers = {"x-key": api_key, "accept": "application/json"}
-        self._size = {"width": width, "height": height}
+        self._width, self._height = width, height
+        self._prices = prices or OperationPrices(vary=cost, upscale=cost, edit=cost)
         self._timeout_s = timeout_s
         self._cost = cost
         self._policy = policy
         self._guard = media.guard(api_url, service=SERVICE, regional=True)
 
-    def estimate(self, prompt: str) -> int:
-        return self._cost
-
     async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        work = request.studio or StudioWork()
+        seed = work.seed if work.seed is not None else new_seed()
+        model, body = self.call(prompt, work, seed)
         yield Status("Sending to the image service…")
-        polling_url = await self._submit(prompt)
-        yield Checkpoint({"polling_url": polling_url})
-        async for part in self._follow(polling_url, prompt):
+        polling_url = await self._submit(model, body)
+        yield Checkpoint({"polling_url": polling_url, "seed": str(seed)})
+        async for part in self._follow(polling_url, work.source_prompt or prompt, seed):
             yield part
 
     def resume(
         self, checkpoint: Mapping[str, str], prompt: str, request: Request
     ) -> AsyncIterator[GeneratorPart]:
         """Pick up a submitted image after a restart: poll its URL again, never resubmit."""
-        return self._follow(checkpoint["polling_url"], prompt)
+        seed = checkpoint.get("seed")
+        return self._follow(checkpoint["polling_url"], prompt, int(seed) if seed else None)
 
-    async def _follow(self, polling_url: str, prompt: str) -> AsyncIterator[GeneratorPart]:
+    def call(self, prompt: str, work: StudioWork, seed: int) -> tuple[str, dict[str, object]]:
+        """The model and body for ``work``: a new image at the aspect's size; Kontext with the
+        image for edits and subtle variations; the image as an image prompt (Redux) for strong
+        variations; Ultra with the image prompt, raw, for upscales."""
+        operation = work.operation
+        if operation in (Operation.IMAGINE, Operation.REROLL, Operation.ANOTHER):
+            width, height = aspect_size(work.aspect, self._width, self._height)
+            return self._model, {"prompt": prompt, "width": width, "height": height, "seed": seed}
+        if work.source is None:
+            raise GenerationError("I no longer have the image to work on.", detail="no source image")
+        image = base64.b64encode(work.source).decode()
+        source_prompt = work.source_prompt or prompt
+        if operation is Operation.EDIT:
+            return self._edit_model, {"prompt": prompt, "input_image": image, "seed": seed}
+        if operation is Operation.VARY and work.strength == "subtle":
+            instruction = f"A subtle variation of this image, same subject and composition: {source_prompt}"
+            return self._edit_model, {"prompt": instruction, "input_image": image, "seed": seed}
+        if operation is Operation.VARY:
+            width, height = aspect_size(work.aspect, self._width, self._height)
+            body: dict[str, object] = {"prompt": source_prompt, "image_prompt": image, "seed": seed}
+            return self._model, body | {"width": width, "height": height}
+        return self._upscale_model, {
+            "prompt": source_prompt,
+            "image_prompt": image,
+            "image_prompt_strength": 1.0,
+            "aspect_ratio": work.aspect or _ratio(self._width, self._height),
+            "raw": True,
+            "seed": seed,
+        }
+
+    async def _follow(self, polling_url: str, prompt: str, seed: int | None) -> AsyncIterator[GeneratorPart]:
         """Poll until the image is ready (or finally not), then download and deliver it."""
         started = self._clock.now()
         deadline = started + self._timeout_s
@@ -130,13 +169,14 @@ class BflImageGenerator:
             mime_type=image.mime_type,
             prompt=prompt,
             title=prompt[:200],
+            seed=seed,
         )
 
-    async def _submit(self, prompt: str) -> str:
+    async def _submit(self, model: str, body: dict[str, object]) -> str:
         """Send the paid request exactly once; return its polling URL."""
-        body = {"prompt": prompt, **self._size, "output_format": "jpeg"}
+        body = body | {"output_format": "jpeg"}
         response = await submit_once(
-            self._http, self._submit_url, body=body, headers=self._headers, service=SERVICE
+            self._http, f"{self._api_url}/{model}", body=body, headers=self._headers, service=SERVICE
         )
         polling_url = read_json(response, service=SERVICE, shape=dict).get("polling_url")
         if not isinstance(polling_url, str) or not polling_url:
@@ -158,3 +198,9 @@ class BflImageGenerator:
             headers=self._headers,
         )
         return read_json(response, service=SERVICE, shape=dict)
+
+
+def _ratio(width: int, height: int) -> str:
+    """``1024`` × ``768`` as ``4:3``."""
+    divisor = math.gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"

@@ -13,10 +13,11 @@ import openai
 from core.clock import Clock
 from core.errors import GenerationError
 from core.filenames import slug
-from core.parts import GeneratorPart, Image, Intent, Request, Status
+from core.parts import GeneratorPart, Image, Intent, Operation, Request, Status, StudioWork
 from core.providers.failures import openai_failure
 from core.providers.fetch import DEFAULT_MEDIA, MediaPolicy, TooLarge, sniff
 from core.providers.http import RetryPolicy, download, extension
+from core.studio import OperationPrices, PricedByOperation, aspect_size
 
 SERVICE = "image service"
 
@@ -32,7 +33,7 @@ def image_size(model: str, width: int, height: int) -> ImageSize:
     return "1536x1024" if width > height else "1024x1536"
 
 
-class OpenAIImageGenerator:
+class OpenAIImageGenerator(PricedByOperation):
     """``images.generate`` with one image, returned as base64 (or, from older models, a URL)."""
 
     intent = Intent.IMAGE
@@ -52,8 +53,11 @@ class OpenAIImageGenerator:
         cost: int,
         policy: RetryPolicy,
         media: MediaPolicy = DEFAULT_MEDIA,
+        prices: OperationPrices | None = None,
     ) -> None:
         self._client = client
+        self._width, self._height = width, height
+        self._prices = prices or OperationPrices(vary=cost, upscale=cost, edit=cost)
         self._http = http
         self._clock = clock
         self._model = model
@@ -65,10 +69,8 @@ class OpenAIImageGenerator:
         self._media = media
         self._guard = media.guard(str(client.base_url), service=SERVICE)
 
-    def estimate(self, prompt: str) -> int:
-        return self._cost
-
     async def generate(self, prompt: str, request: Request) -> AsyncIterator[GeneratorPart]:
+        work = request.studio or StudioWork()
         yield Status("Drawing…")
         # gpt-image models always answer in base64 and reject response_format; DALL·E needs it
         # and has its own quality names.
@@ -77,10 +79,27 @@ class OpenAIImageGenerator:
             if self._model.startswith("dall-e")
             else {"quality": self._quality}
         )
+        size = image_size(self._model, *aspect_size(work.aspect, self._width, self._height))
+        shown = work.source_prompt or prompt
         try:
-            response = await self._client.images.generate(
-                model=self._model, prompt=prompt, n=1, size=self._size, timeout=self._timeout_s, **extra
-            )
+            if work.operation in (Operation.VARY, Operation.UPSCALE, Operation.EDIT):
+                if work.source is None:
+                    raise GenerationError("I no longer have the image to work on.", detail="no source image")
+                if work.operation is Operation.UPSCALE and not self._model.startswith("dall-e"):
+                    extra["quality"] = "high"  # the images API has no upscaler: redraw at its best
+                response = await self._client.images.edit(
+                    model=self._model,
+                    image=(f"source.{extension(work.source_mime, 'png')}", work.source, work.source_mime),
+                    prompt=edit_prompt(work, prompt),
+                    n=1,
+                    size=size,
+                    timeout=self._timeout_s,
+                    **extra,
+                )
+            else:
+                response = await self._client.images.generate(
+                    model=self._model, prompt=prompt, n=1, size=size, timeout=self._timeout_s, **extra
+                )
         except openai.OpenAIError as error:
             raise openai_failure(SERVICE, error) from error
         picture = response.data[0] if response.data else None
@@ -112,11 +131,23 @@ class OpenAIImageGenerator:
             raise GenerationError(f"The {SERVICE} finished without an image.", detail=repr(response)[:300])
         yield Image(
             data=data,
-            filename=f"{slug(prompt)}.{extension(mime_type, 'png')}",
+            filename=f"{slug(shown)}.{extension(mime_type, 'png')}",
             mime_type=mime_type,
-            prompt=prompt,
-            title=(picture.revised_prompt or prompt)[:200],
+            prompt=shown,
+            title=(picture.revised_prompt or shown)[:200],
         )
+
+
+def edit_prompt(work: StudioWork, prompt: str) -> str:
+    """What the edits endpoint is asked for each operation (it takes no seed or strength)."""
+    source = work.source_prompt or prompt
+    if work.operation is Operation.EDIT:
+        return prompt
+    if work.operation is Operation.UPSCALE:
+        return f"The same image at a higher resolution with finer detail, nothing else changed: {source}"
+    if work.strength == "strong":
+        return f"A loose variation of this image, free to change composition and colours: {source}"
+    return f"A subtle variation of this image, same subject and composition: {source}"
 
 
 def sniff_image_type(data: bytes) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from collections.abc import AsyncIterator
+
+from PIL import Image as PILImage
 
 from core.clock import Clock
 from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
@@ -63,6 +67,18 @@ async def test_imagine_defers_then_shows_the_image_in_an_embed(
     assert "a red fox" in final.description
     report = await settled_report(ledger, Scope("discord", fake.guild_id))
     assert report.used == IMAGE_COST
+
+
+async def test_imagine_options_set_the_aspect_and_seed(fake: FakeDiscord, start_bot: StartBot) -> None:
+    await start_bot()
+    options = [*prompt("a red fox"), {"name": "aspect", "type": 3, "value": "9:16"}]
+    await fake.slash("imagine", [*options, {"name": "seed", "type": 3, "value": "42"}], user=ALICE)
+    await fake.wait_until(lambda: any(m.current.attachments for m in fake.channel_messages()))
+    [message] = fake.channel_messages()
+    [image] = message.current.attachments
+    with PILImage.open(io.BytesIO(image.data)) as picture:
+        assert picture.width < picture.height
+    assert "seed 42" in json.dumps(message.current.embeds)
 
 
 async def test_song_posts_progress_and_the_audio_as_channel_messages(
@@ -234,6 +250,14 @@ async def test_slash_commands_are_synced_per_guild_or_globally(
     assert [choice["value"] for choice in state["choices"]] == ["on", "off"]
     assert (channel["name"], channel["type"], channel.get("required", False)) == ("channel", 7, False)
     assert commands["imagine"]["options"][0]["name"] == "prompt"
+    aspect, seed = commands["imagine"]["options"][1:]
+    assert (aspect["name"], seed["name"], aspect.get("required"), seed.get("required")) == (
+        "aspect",
+        "seed",
+        False,
+        False,
+    )
+    assert [choice["value"] for choice in aspect["choices"]] == ["1:1", "4:3", "3:4", "16:9", "9:16", "21:9"]
     assert commands["imagine"]["contexts"] == [0], "guild only while DMs are off"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import json
 import re
 from collections import deque
@@ -81,6 +83,9 @@ class FakeOpenAI(ProviderServer):
         super().__init__()
         self.chat: deque[Stream | Reply | Hangup] = deque()
         self.images: deque[Reply] = deque()
+        """Answers to ``/v1/images/generations`` and ``/v1/images/edits``, in order."""
+        self.edits: list[dict[str, Any]] = []
+        """Each edit's form: text fields as strings, files as ``(filename, content type, bytes)``."""
 
     @property
     def base_url(self) -> str:
@@ -89,6 +94,7 @@ class FakeOpenAI(ProviderServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/images/edits", self._edits)
 
     def bodies(self, path: str = "/v1/chat/completions") -> list[Any]:
         return [seen.body for seen in self.requests(path)]
@@ -105,6 +111,18 @@ class FakeOpenAI(ProviderServer):
         return await self._stream(request, answer, model=body.get("model", "m"))
 
     async def _images(self, request: web.Request) -> web.Response:
+        reply: Reply = take(self.images, error(500, "nothing scripted"))
+        return reply.response()
+
+    async def _edits(self, request: web.Request) -> web.Response:
+        """The edits endpoint takes multipart form data with the image as a file part."""
+        if not request.content_type.startswith("multipart/form-data"):
+            return error(400, "expected multipart/form-data").response()
+        form = parse_form(request.headers["content-type"], await request.read())
+        self.edits.append(form)
+        image = form.get("image") or form.get("image[]")
+        if not isinstance(image, tuple) or not image[2] or "prompt" not in form:
+            return error(400, "image and prompt are required").response()
         reply: Reply = take(self.images, error(500, "nothing scripted"))
         return reply.response()
 
@@ -148,3 +166,21 @@ class FakeOpenAI(ProviderServer):
             await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def parse_form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as ``{name: text}`` or ``{name: (filename, type, bytes)}``."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if filename is None:
+            form[str(name)] = data.decode()
+        else:
+            form[str(name)] = (filename, part.get_content_type(), data)
+    return form

@@ -42,7 +42,14 @@ async def test_an_image_is_submitted_polled_downloaded_and_charged(
     assert (image.data, image.mime_type, image.filename) == (JPEG, "image/jpeg", "a-lighthouse.jpg")
     (submit,) = fake_bfl.requests("/v1/flux-pro-1.1")
     assert submit.headers["x-key"] == KEY
-    assert submit.body == {"prompt": "a lighthouse", "width": 1024, "height": 768, "output_format": "jpeg"}
+    assert submit.body == {
+        "prompt": "a lighthouse",
+        "width": 1024,
+        "height": 768,
+        "seed": image.seed,
+        "output_format": "jpeg",
+    }
+    assert isinstance(image.seed, int) and image.title.endswith(f" · seed {image.seed}")
     polls = fake_bfl.requests("/v1/get_result")
     assert len(polls) == 3 and all(poll.query == {"id": "job-1", "token": "signed-123"} for poll in polls)
     assert "x-key" not in fake_bfl.requests("/media/sample.jpg")[0].headers
@@ -219,7 +226,8 @@ async def test_submission_yields_a_checkpoint_and_resume_polls_without_resubmitt
 ) -> None:
     request = Request(scope=SCOPE, user="u1", text="a lighthouse", intent=Intent.IMAGE)
     checkpoint = await until_checkpoint(generator(fake_bfl, http, clock).generate("a lighthouse", request))
-    assert checkpoint.data == {"polling_url": fake_bfl.polling_url()}
+    assert checkpoint.data == {"polling_url": fake_bfl.polling_url(), "seed": checkpoint.data["seed"]}
+    assert checkpoint.data["seed"].isdigit()  # resumed, the image still shows its seed
     assert fake_bfl.requests("/v1/get_result") == []
 
     resumed = generator(fake_bfl, http, clock).resume(checkpoint.data, "a lighthouse", request)

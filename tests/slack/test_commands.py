@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from core.demo import DemoSongGenerator
 from core.engine import Engine
 from core.ledger import Ledger
@@ -31,7 +33,7 @@ async def test_imagine_posts_an_anchor_and_uploads_the_image_into_its_thread(
     [upload] = slack.files.values()
     assert upload.data is not None and upload.data.startswith(b"\x89PNG")
     assert (upload.channel, upload.thread_ts) == (GENERAL, anchor.ts)
-    assert upload.title == "Demo image: a red fox & a <b>crow</b>"
+    assert re.fullmatch(r"Demo image: a red fox & a <b>crow</b> · seed \d+", upload.title or "")
     assert upload.alt_txt == "a red fox & a <b>crow</b>"
     assert slack.thread(GENERAL, anchor.ts) == [], "the progress line is gone"
     assert (await ledger.report(SCOPE)).used == IMAGE_COST
