@@ -344,3 +344,16 @@ async def test_a_song_offers_another_take(fake: FakeDiscord, start_bot: StartBot
     assert anchor.current.content.startswith("Another take by <@222>")
     await settled_report(ledger, scope_of(fake))
     assert await spent(ledger, fake, BOB) == SONG_COST
+
+
+async def test_a_bad_seed_is_explained_privately_and_costs_nothing(
+    fake: FakeDiscord, start_bot: StartBot, ledger: Ledger
+) -> None:
+    await start_bot(studio_engine(ledger))
+    options = [{"name": "prompt", "type": 3, "value": "a fox"}, {"name": "seed", "type": 3, "value": "abc"}]
+    asked = await fake.slash("imagine", options, user=ALICE)
+    await answered(fake, asked)
+
+    assert asked.kinds == [4]
+    assert "isn't a seed" in private_reply(fake, asked).current.description
+    assert await spent(ledger, fake, ALICE) == 0

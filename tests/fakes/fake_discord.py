@@ -4,9 +4,10 @@ It keeps every REST call (with the time from an injectable clock), every message
 versions, the synced slash commands and interaction responses, and it can answer a route with
 429 a given number of times, the way Discord does (``Via`` header, ``retry_after`` in the body),
 or with 403 or a 5xx. Tests drive the gateway with ``mention``, ``slash`` and ``reconnect`` and
-wait on ``wait_until``. With ``privileged_intents_enabled`` off it closes the gateway with 4014
-when a client identifies with a privileged intent, as Discord does when the Developer Portal
-switch is off.
+wait on ``wait_until``; ``press`` and ``submit`` send button presses and modal submissions
+(interaction types 3 and 5), and each ``FakeInteraction`` keeps the responses the bot sent.
+With ``privileged_intents_enabled`` off it closes the gateway with 4014 when a client identifies
+with a privileged intent, as Discord does when the Developer Portal switch is off.
 """
 
 from __future__ import annotations
