@@ -357,3 +357,20 @@ async def test_a_bad_seed_is_explained_privately_and_costs_nothing(
     assert asked.kinds == [4]
     assert "isn't a seed" in private_reply(fake, asked).current.description
     assert await spent(ledger, fake, ALICE) == 0
+
+
+async def test_an_image_drawn_for_a_mention_carries_working_buttons(
+    fake: FakeDiscord, start_bot: StartBot, ledger: Ledger
+) -> None:
+    await start_bot(studio_engine(ledger))
+    asked = await fake.mention("draw a lighthouse", author=ALICE)
+    await fake.wait_until(lambda: any(m.current.custom_ids for m in fake.channel_messages()))
+    [source] = [m for m in fake.channel_messages() if m.current.custom_ids]
+    assert source.reference == asked and source.interaction_token is None
+
+    pressed = await fake.press(source.id, button(source, Action.REROLL), user=BOB)
+    result = await delivered(fake, pressed)
+
+    assert result.current.content == "Reroll by <@222>" and result.current.custom_ids
+    await settled_report(ledger, scope_of(fake))
+    assert await spent(ledger, fake, BOB) == IMAGE_COST
