@@ -12,6 +12,14 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.discord.buttons import (
+    LABELS,
+    InstructionModal,
+    StudioButton,
+    VaryChoice,
+    submitted_instruction,
+    vary_view,
+)
 from adapters.discord.commands import build_commands
 from adapters.discord.config import DiscordConfig
 from adapters.discord.conversations import (
@@ -48,6 +56,7 @@ from adapters.discord.surface import (
     view_embed,
 )
 from adapters.discord.surface import PACE as DISCORD_PACE
+from core import studio
 from core.attachments import AttachmentReader, AttachmentRef, attach
 from core.clock import Clock
 from core.commands import Command
@@ -57,7 +66,7 @@ from core.health import Readiness
 from core.inflight import Inflight
 from core.ledger import Ledger
 from core.pacing import Buckets
-from core.parts import Access, Destination, Failure, Intent, Part, Request, Scope
+from core.parts import Access, Destination, Failure, Intent, Part, Request, Scope, Strength
 from core.render import FAILURE_PREFIX, MessageState, View, render
 from core.streams import single
 
@@ -133,6 +142,7 @@ class StudioClient(discord.Client):
         self._resumptions = list(resumptions)
         if readiness is not None:
             readiness.expect(PLATFORM)
+        self.add_dynamic_items(StudioButton, VaryChoice)
         for command in build_commands(
             self.commands.commands,
             self._invoke,
@@ -316,7 +326,11 @@ class StudioClient(discord.Client):
             return
         await self._generate(interaction, outcome)
 
-    async def _generate(self, interaction: discord.Interaction[Any], request: Request) -> None:
+    async def _generate(
+        self, interaction: discord.Interaction[Any], request: Request, *, heading: str | None = None
+    ) -> None:
+        """Run ``request`` and show its answer as the interaction's response; ``heading`` is a
+        line above it (who pressed the button that asked for it)."""
         try:
             deferred = await interaction.response.defer(thinking=True)
         except discord.HTTPException as error:
@@ -336,9 +350,11 @@ class StudioClient(discord.Client):
                 f"🎵 Composing for {interaction.user.mention}: songs take a few minutes, "
                 "so progress and the song follow here."
             )
+            if heading:
+                anchor = f"{heading}\n{anchor}"
             outlet = ChannelOutlet(interaction, anchor=anchor, on_sent=on_sent)
         else:
-            outlet = InteractionOutlet(interaction, on_sent=on_sent)
+            outlet = InteractionOutlet(interaction, on_sent=on_sent, heading=heading)
         try:
             if await self._unfunded_dm(request.scope):
                 await outlet.refuse(_notice(DM_UNFUNDED))
@@ -351,6 +367,68 @@ class StudioClient(discord.Client):
                 await interaction.followup.send(
                     embed=_notice(f"I couldn't deliver this answer (ref `{request.id}`)."), ephemeral=True
                 )
+
+    # --- buttons under images and songs --------------------------------------------------------------
+
+    async def studio_press(
+        self,
+        interaction: discord.Interaction[Any],
+        custom_id: str,
+        *,
+        strength: Strength | None = None,
+        instruction: str | None = None,
+    ) -> None:
+        """A press of a button under delivered media (or the Edit modal's submission): a new
+        request by the presser, rendered like ``/imagine``; a refusal only they see; or a delete."""
+        scope = interaction_scope(interaction)
+        direct = scope.platform == DM_PLATFORM
+        outcome = await studio.press(
+            self.engine.studio,
+            custom_id,
+            scope=scope,
+            user=str(interaction.user.id),
+            access=Access(
+                channel=None if direct else policy_channel(interaction.channel),
+                roles=role_ids(interaction.user),
+                admin=direct or interaction.permissions.manage_guild,
+            ),
+            destination=interaction_destination(interaction, message_id=None),
+            instruction=instruction or "",
+            strength=strength or "subtle",
+        )
+        parsed = studio.parse_action_id(custom_id)
+        action = parsed[0] if parsed is not None else None
+        if isinstance(outcome, Reply):
+            if action is studio.Action.EDIT and instruction is None and outcome.text == studio.NO_INSTRUCTION:
+                await interaction.response.send_modal(InstructionModal(custom_id))
+                return
+            await interaction.response.send_message(embed=_notice(outcome.text), ephemeral=True)
+            return
+        if isinstance(outcome, studio.Removal):
+            await interaction.response.defer()
+            if interaction.message is not None:
+                with contextlib.suppress(discord.NotFound):
+                    await interaction.message.delete()
+            return
+        if action is studio.Action.VARY and strength is None and parsed is not None:
+            embed = discord.Embed(description="How far from this image?", colour=COLOURS[MessageState.DONE])
+            await interaction.response.send_message(embed=embed, view=vary_view(parsed[1]), ephemeral=True)
+            return
+        label = LABELS[action][0] if action is not None else "Pressed"
+        if strength is not None:
+            label = f"{label} ({strength})"
+        await self._generate(interaction, outcome, heading=f"{label} by {interaction.user.mention}")
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """The Edit modal's submission, found by its custom id (it may predate a restart)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        parsed = studio.parse_action_id(custom_id)
+        if parsed is None or parsed[0] is not studio.Action.EDIT:
+            return
+        await self.studio_press(interaction, custom_id, instruction=submitted_instruction(data))
 
     def _linker(self, conversation: str | None, scope: Scope) -> OnSent | None:
         if self.conversations is None or conversation is None:

@@ -23,9 +23,15 @@ async def _noted(message: discord.Message, on_sent: OnSent | None) -> discord.Me
 
 
 def _message_fields(
-    *, embed: discord.Embed | None, files: Sequence[discord.File], content: str | None
+    *,
+    embed: discord.Embed | None,
+    files: Sequence[discord.File],
+    content: str | None,
+    view: discord.ui.View | None = None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
+    if view is not None:
+        fields["view"] = view
     if content is not None:
         fields["content"] = content
     if embed is not None:
@@ -51,10 +57,11 @@ class ReplyOutlet:
         embed: discord.Embed | None = None,
         files: Sequence[discord.File] = (),
         content: str | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         target = self._last or self._origin
         self._last = await target.reply(
-            mention_author=False, **_message_fields(embed=embed, files=files, content=content)
+            mention_author=False, **_message_fields(embed=embed, files=files, content=content, view=view)
         )
         return await _noted(self._last, self._on_sent)
 
@@ -66,9 +73,17 @@ class InteractionOutlet:
     """Answers a deferred slash command: the first message fills the deferred response, later
     ones are follow-ups. Valid while the interaction token lives (15 minutes)."""
 
-    def __init__(self, interaction: discord.Interaction[Any], *, on_sent: OnSent | None = None) -> None:
+    def __init__(
+        self,
+        interaction: discord.Interaction[Any],
+        *,
+        on_sent: OnSent | None = None,
+        heading: str | None = None,
+    ) -> None:
         self._interaction = interaction
         self._on_sent = on_sent
+        self._heading = heading
+        """A line above the answer, e.g. who pressed the button that asked for it."""
         self._original_used = False
         self.file_limit = interaction.filesize_limit
 
@@ -78,20 +93,25 @@ class InteractionOutlet:
         embed: discord.Embed | None = None,
         files: Sequence[discord.File] = (),
         content: str | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         if not self._original_used:
             self._original_used = True
             fields: dict[str, Any] = {}
+            if content is None:
+                content = self._heading
             if content is not None:
                 fields["content"] = content
             if embed is not None:
                 fields["embed"] = embed
             if files:
                 fields["attachments"] = list(files)
+            if view is not None:
+                fields["view"] = view
             message: discord.Message = await self._interaction.edit_original_response(**fields)
         else:
             message = await self._interaction.followup.send(
-                wait=True, **_message_fields(embed=embed, files=files, content=content)
+                wait=True, **_message_fields(embed=embed, files=files, content=content, view=view)
             )
         return await _noted(message, self._on_sent)
 
@@ -121,13 +141,14 @@ class ChannelOutlet(InteractionOutlet):
         embed: discord.Embed | None = None,
         files: Sequence[discord.File] = (),
         content: str | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         channel = self._interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
-            return await super().send(embed=embed, files=files, content=content)
+            return await super().send(embed=embed, files=files, content=content, view=view)
         if self._last is None:
             self._last = await super().send(content=self._anchor_text)
-        fields = _message_fields(embed=embed, files=files, content=content)
+        fields = _message_fields(embed=embed, files=files, content=content, view=view)
         self._last = await channel.send(reference=self._last, mention_author=False, **fields)
         return await _noted(self._last, self._on_sent)
 
@@ -159,8 +180,9 @@ class DestinationOutlet:
         embed: discord.Embed | None = None,
         files: Sequence[discord.File] = (),
         content: str | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
-        fields = _message_fields(embed=embed, files=files, content=content)
+        fields = _message_fields(embed=embed, files=files, content=content, view=view)
         if self._last is None:
             origin = await self._origin()
             if origin is not None:

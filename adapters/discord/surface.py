@@ -10,6 +10,7 @@ from typing import Protocol
 
 import discord
 
+from adapters.discord.buttons import media_view
 from core.clock import Clock
 from core.pacing import Pace
 from core.parts import Audio, Image, Media
@@ -52,6 +53,7 @@ class Outlet(Protocol):
         embed: discord.Embed | None = None,
         files: Sequence[discord.File] = (),
         content: str | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message: ...
 
     async def refuse(self, embed: discord.Embed) -> None: ...
@@ -171,9 +173,11 @@ class DiscordSurface:
         elif in_place:
             if size >= self._uploading_notice_bytes:
                 await self._edit(view_embed(View("", MessageState.STREAMING, UPLOADING)), final=False)
-            await self._edit(media_embed(media, [name for name, _ in files]), final=True, files=files)
+            embed = media_embed(media, [name for name, _ in files])
+            await self._edit(embed, final=True, files=files, buttons=media.actions)
         else:
-            await self._send(embed=media_embed(media, [name for name, _ in files]), files=files)
+            embed = media_embed(media, [name for name, _ in files])
+            await self._send(embed=embed, files=files, buttons=media.actions)
         self._current = None
 
     async def attach_text(self, text: str, *, filename: str) -> None:
@@ -189,11 +193,19 @@ class DiscordSurface:
         embed: discord.Embed | None = None,
         files: Sequence[tuple[str, bytes]] = (),
         content: str | None = None,
+        buttons: Sequence[str] = (),
     ) -> None:
-        self._current = await self._outlet.send(embed=embed, files=discord_files(files), content=content)
+        self._current = await self._outlet.send(
+            embed=embed, files=discord_files(files), content=content, view=media_view(buttons)
+        )
 
     async def _edit(
-        self, embed: discord.Embed, *, final: bool, files: Sequence[tuple[str, bytes]] = ()
+        self,
+        embed: discord.Embed,
+        *,
+        final: bool,
+        files: Sequence[tuple[str, bytes]] = (),
+        buttons: Sequence[str] = (),
     ) -> None:
         message = self._current
         if message is None:
@@ -202,14 +214,16 @@ class DiscordSurface:
         for attempt in range(1, attempts + 1):
             try:
                 if files:
-                    self._current = await message.edit(embed=embed, attachments=discord_files(files))
+                    self._current = await message.edit(
+                        embed=embed, attachments=discord_files(files), view=media_view(buttons)
+                    )
                 else:
                     self._current = await message.edit(embed=embed)
                 break
             except discord.NotFound:
                 log.warning("message %s is gone", message.id)
                 if final:
-                    await self._send(embed=embed, files=files)
+                    await self._send(embed=embed, files=files, buttons=buttons)
                 return
             except discord.HTTPException as error:
                 if not final:
@@ -218,6 +232,6 @@ class DiscordSurface:
                     break
                 if attempt == attempts or error.status < 429:
                     log.warning("final edit of message %s failed (%s); posting it anew", message.id, error)
-                    await self._send(embed=embed, files=files)
+                    await self._send(embed=embed, files=files, buttons=buttons)
                     return
                 await self._clock.sleep(2.0**attempt)

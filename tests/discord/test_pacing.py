@@ -51,6 +51,7 @@ class RecordedOutlet:
         embed: discord.Embed | None = None,
         files: Sequence[discord.File] = (),
         content: str | None = None,
+        view: discord.ui.View | None = None,
     ) -> Any:
         message = RecordedMessage(next(self.ids), self.clock, posted=self.clock.now())
         self.messages.append(message)

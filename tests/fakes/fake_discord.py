@@ -4,9 +4,10 @@ It keeps every REST call (with the time from an injectable clock), every message
 versions, the synced slash commands and interaction responses, and it can answer a route with
 429 a given number of times, the way Discord does (``Via`` header, ``retry_after`` in the body),
 or with 403 or a 5xx. Tests drive the gateway with ``mention``, ``slash`` and ``reconnect`` and
-wait on ``wait_until``. With ``privileged_intents_enabled`` off it closes the gateway with 4014
-when a client identifies with a privileged intent, as Discord does when the Developer Portal
-switch is off.
+wait on ``wait_until``; ``press`` and ``submit`` send button presses and modal submissions
+(interaction types 3 and 5), and each ``FakeInteraction`` keeps the responses the bot sent.
+With ``privileged_intents_enabled`` off it closes the gateway with 4014 when a client identifies
+with a privileged intent, as Discord does when the Developer Portal switch is off.
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ class Version:
     attachments: tuple[Upload, ...]
     flags: int
     at: float
+    components: tuple[Json, ...] = ()
+    """Action rows of buttons, as the message carries them."""
+
+    @property
+    def custom_ids(self) -> list[str]:
+        """The custom ids of the message's buttons, in order."""
+        return [
+            str(item.get("custom_id"))
+            for row in self.components
+            for item in row.get("components", [])
+            if "custom_id" in item
+        ]
 
     @property
     def description(self) -> str:
@@ -110,6 +123,15 @@ class FakeInteraction:
     channel_id: str
     callbacks: list[Json] = field(default_factory=list)
     original: str | None = None
+    type: int = 2
+    """2 a slash command, 3 a button press, 5 a modal submission."""
+    message_id: str | None = None
+    """The message whose button was pressed."""
+
+    @property
+    def kinds(self) -> list[int]:
+        """The response types the bot sent back (4 message, 5 deferred, 6 deferred update, 9 modal)."""
+        return [int(callback["type"]) for callback in self.callbacks]
 
 
 class FakeDiscord:
@@ -471,6 +493,105 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", data)
         return interaction
 
+    async def press(
+        self,
+        message_id: str,
+        custom_id: str,
+        *,
+        user: Json,
+        permissions: int = 0,
+        roles: list[str] | None = None,
+    ) -> FakeInteraction:
+        """A press of a button on one of the bot's messages (a component interaction, type 3)."""
+        message = self.messages[message_id]
+        return await self._interact(
+            3,
+            {"custom_id": custom_id, "component_type": 2},
+            user=user,
+            permissions=permissions,
+            roles=roles,
+            channel_id=message.channel_id,
+            message=message,
+        )
+
+    async def submit(
+        self,
+        custom_id: str,
+        values: dict[str, str],
+        *,
+        user: Json,
+        permissions: int = 0,
+        roles: list[str] | None = None,
+        channel_id: str | None = None,
+        message_id: str | None = None,
+    ) -> FakeInteraction:
+        """A modal submission (type 5): one text input row per entry of ``values``."""
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": name, "value": value}]}
+            for name, value in values.items()
+        ]
+        return await self._interact(
+            5,
+            {"custom_id": custom_id, "components": rows},
+            user=user,
+            permissions=permissions,
+            roles=roles,
+            channel_id=channel_id or self.channel_id,
+            message=self.messages[message_id] if message_id else None,
+        )
+
+    async def _interact(
+        self,
+        kind: int,
+        payload: Json,
+        *,
+        user: Json,
+        permissions: int,
+        roles: list[str] | None,
+        channel_id: str,
+        message: FakeMessage | None,
+    ) -> FakeInteraction:
+        in_thread = channel_id == self.thread_id
+        interaction = FakeInteraction(
+            id=self.snowflake(),
+            token=f"itoken-{self.snowflake()}",
+            channel_id=channel_id,
+            type=kind,
+            message_id=message.id if message is not None else None,
+        )
+        self.interactions[interaction.token] = interaction
+        data: Json = {
+            "id": interaction.id,
+            "application_id": self.application_id,
+            "type": kind,
+            "token": interaction.token,
+            "version": 1,
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+            "locale": "en-US",
+            "entitlements": [],
+            "app_permissions": str((1 << 50) - 1),
+            "data": payload,
+            "guild_id": self.guild_id,
+            "guild_locale": "en-US",
+            "member": self.member(user, permissions=permissions, roles=roles),
+            "channel_id": channel_id,
+            "channel": {
+                "id": channel_id,
+                "type": 11 if in_thread else 0,
+                "guild_id": self.guild_id,
+                "name": "a thread" if in_thread else "general",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": self.channel_id if in_thread else None,
+            },
+            "context": 0,
+        }
+        if message is not None:
+            data["message"] = self._payload(message)
+        await self.dispatch("INTERACTION_CREATE", data)
+        return interaction
+
     def rate_limit(self, method: str, path_pattern: str, *, times: int = 1) -> None:
         """Answer the next ``times`` requests matching ``method`` and ``path_pattern`` with 429."""
         self._faults.append([method, re.compile(path_pattern), times, 429])
@@ -654,6 +775,7 @@ class FakeDiscord:
                 attachments=files,
                 flags=flags | int(body.get("flags") or 0),
                 at=self._clock(),
+                components=tuple(body.get("components") or ()),
             )
         )
         self.messages[message.id] = message
@@ -685,6 +807,7 @@ class FakeDiscord:
                 attachments=attachments,
                 flags=before.flags & ~LOADING,
                 at=self._clock(),
+                components=tuple(body["components"] or ()) if "components" in body else before.components,
             )
         )
         return 200, self._payload(message)
@@ -694,6 +817,11 @@ class FakeDiscord:
         interaction.callbacks.append(body)
         kind = body["type"]
         data = body.get("data") or {}
+        if kind in (6, 9):  # a deferred update, or a modal shown: no message is made
+            return {
+                "interaction": {"id": interaction.id, "type": interaction.type},
+                "resource": {"type": kind},
+            }
         if kind == 5:  # deferred: a "thinking…" placeholder becomes the original response
             message = self._new_message(
                 self._channel_of(token), {}, (), token=token, flags=LOADING | int(data.get("flags") or 0)
@@ -704,7 +832,7 @@ class FakeDiscord:
         return {
             "interaction": {
                 "id": interaction.id,
-                "type": 2,
+                "type": interaction.type,
                 "response_message_id": message.id,
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": bool(message.current.flags & EPHEMERAL),
@@ -746,7 +874,7 @@ class FakeDiscord:
             "timestamp": _iso(),
             "edited_timestamp": _iso() if len(message.versions) > 1 else None,
             "flags": version.flags,
-            "components": [],
+            "components": list(version.components),
         }
         if message.guild_id:
             payload["guild_id"] = message.guild_id
