@@ -120,8 +120,10 @@ async def running_bots() -> AsyncIterator[list[SlackBot]]:
         await bot.stop()
 
 
-async def start(slack: FakeSlack, engine: Engine, ledger: Ledger, bots: list[SlackBot]) -> Studio:
-    bot = SlackBot(http_config(slack), engine=engine, ledger=ledger)
+async def start(
+    slack: FakeSlack, engine: Engine, ledger: Ledger, bots: list[SlackBot], **config: Any
+) -> Studio:
+    bot = SlackBot(http_config(slack, **config), engine=engine, ledger=ledger)
     await bot.start()
     bots.append(bot)
     return Studio(slack, bot)
@@ -161,6 +163,19 @@ async def test_an_image_arrives_with_its_buttons(
     assert file in buttons.blocks[0]["block_id"]  # what a Delete removes, kept on Slack's side
     recorded = await engine.studio.get(job)
     assert recorded is not None and (recorded.aspect, recorded.seed, recorded.user) == ("16:9", 42, ALICE)
+
+
+async def test_a_bad_flag_on_imagine_is_answered_privately_and_costs_nothing(
+    slack: FakeSlack, ledger: Ledger, running_bots: list[SlackBot]
+) -> None:
+    studio = await start(slack, studio_engine(ledger), ledger, running_bots)
+
+    await studio.command("imagine", "a cat --ar 5:4")
+
+    [response] = slack.responses
+    assert response["response_type"] == "ephemeral" and "isn't an aspect I can draw" in response["text"]
+    assert not slack.files and not slack.top_level(GENERAL)
+    assert await used(ledger, ALICE) == 0
 
 
 async def test_reroll_and_edit_by_another_member_call_bfl_and_are_charged_to_them(
@@ -310,6 +325,18 @@ async def test_delete_is_for_the_requester_and_removes_the_image(
     recorded = await engine.studio.get(job)
     assert recorded is not None and recorded.deleted and recorded.data is None
     assert await used(ledger, ALICE) == IMAGE_COST
+
+
+async def test_an_admin_may_delete_someone_elses_image(
+    slack: FakeSlack, ledger: Ledger, running_bots: list[SlackBot]
+) -> None:
+    studio = await start(slack, studio_engine(ledger), ledger, running_bots, admin_ids=frozenset({BOB}))
+    thread = await studio.imagine("a lighthouse")
+    [buttons] = studio.buttons(thread)
+
+    await studio.press(buttons, Action.DELETE, user=BOB)
+
+    assert not slack.ephemerals and studio.buttons(thread) == [] and in_thread(slack, thread) == []
 
 
 async def test_a_song_gets_another_take_and_delete(
