@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
@@ -19,6 +19,17 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack.buttons import (
+    EDIT_CALLBACK,
+    EMPTY_INSTRUCTION,
+    INSTRUCTION_BLOCK,
+    PRESSED,
+    Leftovers,
+    edit_dialog,
+    leftovers_of,
+    pressed_strength,
+    submitted,
+)
 from adapters.slack.config import SlackConfig
 from adapters.slack.places import PLATFORM, anchor_text, cannot_post, thread_destination
 from adapters.slack.retry import RateLimitRetry, ServerErrorRetry
@@ -36,15 +47,21 @@ from core.engine import Engine, Resumption
 from core.health import Readiness
 from core.inflight import Inflight
 from core.ledger import Ledger
-from core.parts import Access, Destination, Failure, Part, Request, Scope
+from core.parts import Access, Destination, Failure, Part, Request, Scope, Strength
 from core.render import WORKING, render
-from core.streams import single
+from core.streams import closing_stream, single
+from core.studio import NO_INSTRUCTION, Action, Removal, parse_action_id, press
+from core.studio import PREFIX as STUDIO_PREFIX
 
 log = logging.getLogger(__name__)
 
 RESUMING = "Back again: picking this up where I left off…"
 COMMAND_NAMES = tuple(command.name for command in COMMANDS)
 COMMAND_PATTERN = re.compile(rf"^/({'|'.join(COMMAND_NAMES)})$")
+ACTION_PATTERN = re.compile(rf"^{STUDIO_PREFIX}:")
+REFUSALS = frozenset({"invalid", "rate_limited", "refused", "forbidden", "unavailable", "paused"})
+"""``Failure`` reasons meaning a request was turned away before anything ran or was charged: for a
+press, the presser alone is told (ephemeral), and nothing is posted in the thread."""
 
 
 class SlackBot:
@@ -105,6 +122,9 @@ class SlackBot:
         # listener doesn't take); only thread follow-ups are answered.
         self.bolt.event("message")(self._message_listener())
         self.bolt.command(COMMAND_PATTERN)(self._command_listener())
+        # Buttons (and the Vary menu) under delivered media, and the Edit dialog's submission.
+        self.bolt.action(ACTION_PATTERN)(self._action_listener())
+        self.bolt.view(EDIT_CALLBACK)(self._edit_listener())
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -216,6 +236,43 @@ class SlackBot:
 
         return on_command
 
+    def _action_listener(self) -> Any:
+        async def on_action(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+            await ack()
+            where = _pressed_in(body)
+            if where is None:
+                return  # not under a message (a button elsewhere): nothing of ours
+            self._spawn(
+                self._press(
+                    body,
+                    str(action.get("action_id", "")),
+                    where,
+                    strength=pressed_strength(action),
+                    trigger_id=str(body.get("trigger_id") or ""),
+                    block_id=str(action.get("block_id") or ""),
+                )
+            )
+
+        return on_action
+
+    def _edit_listener(self) -> Any:
+        async def on_edit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+            metadata, instruction = submitted(view)
+            if not instruction:
+                # The dialog stays open with the reason under the field; nothing was asked for.
+                await ack(response_action="errors", errors={INSTRUCTION_BLOCK: EMPTY_INSTRUCTION})
+                return
+            await ack()
+            where = _Pressed(
+                channel=metadata.get("channel", ""),
+                thread=metadata.get("thread", ""),
+                message=metadata.get("message", ""),
+            )
+            if where.channel and where.thread:
+                self._spawn(self._press(body, metadata.get("action", ""), where, instruction=instruction))
+
+        return on_edit
+
     async def _answer_follow_up(
         self, body: dict[str, Any], event: dict[str, Any], thread_ts: str, bot_user_id: str
     ) -> None:
@@ -324,6 +381,97 @@ class SlackBot:
         )
         await self._answer(request, destination)
 
+    async def _press(
+        self,
+        body: dict[str, Any],
+        pressed: str,
+        where: _Pressed,
+        *,
+        strength: Strength = "subtle",
+        instruction: str = "",
+        trigger_id: str = "",
+        block_id: str = "",
+    ) -> None:
+        """A press of a button under delivered media: a new request by the presser, answered in
+        the media's thread like ``/imagine``; or a private refusal; or a delete."""
+        person = body.get("user") or {}
+        user = str(person.get("id") or "")
+        team = str((body.get("team") or {}).get("id") or person.get("team_id") or "")
+        if not user or not team:
+            return
+        scope = Scope(PLATFORM, team)
+        parsed = parse_action_id(pressed)
+        deleting = parsed is not None and parsed[0] is Action.DELETE
+        admin = await self._admins.include(user) if deleting else await self._admin_if_it_matters(scope, user)
+        destination = thread_destination(
+            channel=where.channel,
+            thread=where.thread,
+            message=where.message,
+            team=team,
+            user=user,
+            user_team=str(person.get("team_id") or team),
+        )
+        outcome = await press(
+            self._engine.studio,
+            pressed,
+            scope=scope,
+            user=user,
+            access=Access(channel=where.channel, admin=admin),
+            destination=destination,
+            conversation=conversation_id(where.channel, where.thread),
+            instruction=instruction,
+            strength=strength,
+        )
+        if isinstance(outcome, Reply):
+            if outcome.text == NO_INSTRUCTION and trigger_id:
+                # An Edit that may go ahead: ask what to change (the trigger lives 3 seconds).
+                view = edit_dialog(pressed, channel=where.channel, thread=where.thread, message=where.message)
+                await self.client.views_open(trigger_id=trigger_id, view=view)
+                return
+            await self._whisper(where, user, outcome.text)
+        elif isinstance(outcome, Removal):
+            await self._remove(where, leftovers_of(block_id))
+        else:
+            label = PRESSED.get(parsed[0], "") if parsed else ""
+            await self._answer_press(outcome, destination, where, label)
+
+    async def _answer_press(
+        self, request: Request, destination: Destination, where: _Pressed, label: str
+    ) -> None:
+        """Run a press's request; a refusal before anything ran goes to the presser alone, the
+        rest is posted in the thread under a note saying who pressed what."""
+        parts = self._engine.handle(request)
+        async with closing_stream(parts):
+            first = await anext(parts, None)
+            if first is None:
+                return  # a channel the bot is switched off in: no answer, no charge
+            if isinstance(first, Failure) and first.reason in REFUSALS:
+                await self._whisper(where, request.user, first.message)
+                return
+            await self.client.chat_postMessage(
+                channel=where.channel, thread_ts=where.thread, text=f"{label} by <@{request.user}>"
+            )
+            surface = self._surface(destination, request)
+            await self._deliver(request, surface, _after(first, parts), opening=WORKING)
+
+    async def _whisper(self, where: _Pressed, user: str, text: str) -> None:
+        try:
+            await self.client.chat_postEphemeral(
+                channel=where.channel, user=user, thread_ts=where.thread, text=to_mrkdwn(text)
+            )
+        except SlackApiError as error:
+            log.info("could not answer a press privately (%s)", error_code(error))
+
+    async def _remove(self, where: _Pressed, leftovers: Leftovers) -> None:
+        """Delete the buttons message, the files it was posted under and their other messages."""
+        try:
+            for file in leftovers.files:
+                await self.client.files_delete(file=file)
+            for ts in (*leftovers.messages, where.message):
+                await self.client.chat_delete(channel=where.channel, ts=ts)
+        except SlackApiError as error:
+            log.warning("could not delete all of a deleted image's messages (%s)", error_code(error))
+
     async def _post_note(self, request: Request, *, channel: str, command: str) -> str:
         """Post who asked for what (in the channel, or broadcast from a summary's thread); its ts."""
         text = anchor_text(request.user, command, request.text)
@@ -404,6 +552,31 @@ def file_refs(event: dict[str, Any]) -> list[AttachmentRef]:
             )
         )
     return refs
+
+
+@dataclass(frozen=True, slots=True)
+class _Pressed:
+    """The message a button was pressed under, and its thread."""
+
+    channel: str
+    thread: str
+    message: str
+
+
+def _pressed_in(body: dict[str, Any]) -> _Pressed | None:
+    container = body.get("container") or {}
+    message = str(container.get("message_ts") or "")
+    channel = str((body.get("channel") or {}).get("id") or container.get("channel_id") or "")
+    if not message or not channel:
+        return None
+    thread = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts") or message
+    return _Pressed(channel=channel, thread=str(thread), message=message)
+
+
+async def _after(first: Part, rest: AsyncIterator[Part]) -> AsyncIterator[Part]:
+    yield first
+    async for part in rest:
+        yield part
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -10,8 +10,10 @@ from adapters.slack.config import EVENTS_PATH, FollowUps
 from core.commands import COMMANDS, Command
 
 BOT_SCOPES = ("app_mentions:read", "chat:write", "commands", "files:write", "users:read")
-"""``chat:write`` also covers native streaming (chat.startStream) and deleting the bot's own
-progress lines; ``users:read`` is for telling workspace admins and owners apart."""
+"""``chat:write`` also covers native streaming (chat.startStream), private answers to button
+presses (chat.postEphemeral) and deleting the bot's own progress lines; ``files:write`` also
+covers deleting its own files (the Delete button); ``users:read`` is for telling workspace
+admins and owners apart."""
 BOT_EVENTS = ("app_mention",)
 FOLLOW_UP_SCOPES = ("channels:history", "groups:history")
 """Needed to receive the messages of public and private channels; the bot only reads the thread
@@ -68,6 +70,8 @@ def app_manifest(
     url = events_url(request_url) if request_url else None
     entries: list[dict[str, Any]] = []
     for command in commands:
+        if command.on_last_media is not None:
+            continue  # /reroll and the like: Slack has the buttons under the media instead
         # Slack shows descriptions as plain text: no markdown.
         description = command.description.replace("`", "")
         entry: dict[str, Any] = {
@@ -87,6 +91,10 @@ def app_manifest(
     subscriptions: dict[str, Any] = {"bot_events": list(BOT_EVENTS + (FOLLOW_UP_EVENTS if threads else ()))}
     if url:
         subscriptions["request_url"] = url
+    # Buttons under images and songs, and the Edit dialog, arrive as interactivity payloads.
+    interactivity: dict[str, Any] = {"is_enabled": True}
+    if url:
+        interactivity["request_url"] = url
     return {
         "_metadata": {"major_version": 1, "minor_version": 1},
         "display_information": {
@@ -100,6 +108,7 @@ def app_manifest(
         "oauth_config": {"scopes": {"bot": list(bot_scopes)}},
         "settings": {
             "event_subscriptions": subscriptions,
+            "interactivity": interactivity,
             "org_deploy_enabled": False,
             "socket_mode_enabled": url is None,
             "token_rotation_enabled": False,

@@ -16,11 +16,13 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.buttons import Leftovers, actions_block
 from adapters.slack.text import escape_mrkdwn, neutralise_broadcasts
 from core.pacing import Pace
 from core.parts import Audio, Image, Media
 from core.render import STREAMING_MARKER, MessageState, View
 from core.splitting import split_text
+from core.studio import parse_action_id
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class SlackSurface:
         await self._set_status(None)
         self._message = None
         if isinstance(media, Image):
-            await self._client.files_upload_v2(
+            uploaded = await self._client.files_upload_v2(
                 channel=self._channel,
                 thread_ts=self._thread_ts,
                 file=media.data,
@@ -123,6 +125,7 @@ class SlackSurface:
                 title=media.title or media.prompt[:200] or media.filename,
                 alt_txt=media.prompt[:MAX_ALT_TEXT] or None,
             )
+            await self._offer(media.actions, Leftovers(files=_file_ids(uploaded)), "Image")
         elif isinstance(media, Audio):
             await self._upload_song(media)
 
@@ -256,7 +259,7 @@ class SlackSurface:
                     "alt_txt": (song.cover.prompt or f"Cover art for {song.title}")[:MAX_ALT_TEXT],
                 }
             )
-        await self._client.files_upload_v2(
+        uploaded = await self._client.files_upload_v2(
             file_uploads=uploads,
             channel=self._channel,
             thread_ts=self._thread_ts,
@@ -264,11 +267,34 @@ class SlackSurface:
         )
         lyrics = neutralise_broadcasts(song.lyrics.strip())
         rest = f"**Lyrics**\n\n{lyrics}" if lyrics else ""
+        posted: list[str] = []
         while rest:
             head, rest = split_text(rest, MAX_CHARS)
-            await self._client.chat_postMessage(
+            response = await self._client.chat_postMessage(
                 channel=self._channel, thread_ts=self._thread_ts, markdown_text=head
             )
+            posted.append(str(response["ts"]))
+        await self._offer(song.actions, Leftovers(files=_file_ids(uploaded), messages=tuple(posted)), "Song")
+
+    async def _offer(self, actions: tuple[str, ...], leftovers: Leftovers, kind: str) -> None:
+        """The buttons under media just delivered, as a message of their own (see ``buttons``)."""
+        if not actions:
+            return
+        await self._client.chat_postMessage(
+            channel=self._channel,
+            thread_ts=self._thread_ts,
+            text=f"{kind} actions: " + ", ".join(_words(actions)),
+            blocks=[actions_block(actions, leftovers)],
+        )
+
+
+def _file_ids(response: Any) -> tuple[str, ...]:
+    files = response.get("files") or []
+    return tuple(str(entry["id"]) for entry in files if isinstance(entry, dict) and entry.get("id"))
+
+
+def _words(actions: tuple[str, ...]) -> list[str]:
+    return [parsed[0].value for text in actions if (parsed := parse_action_id(text))]
 
 
 def _inert(view: View) -> View:

@@ -65,6 +65,27 @@ class Message:
     """A thread reply also shown in the channel (``reply_broadcast``)."""
     versions: list[str] = field(default_factory=list)
     """Every text the message showed, in order."""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    """The Block Kit blocks it was posted with."""
+
+    def elements(self) -> list[dict[str, Any]]:
+        """The interactive elements of its ``actions`` blocks, in order."""
+        return [
+            element
+            for block in self.blocks
+            if block.get("type") == "actions"
+            for element in block["elements"]
+        ]
+
+
+@dataclass
+class Ephemeral:
+    """A message only ``user`` sees (``chat.postEphemeral``)."""
+
+    channel: str
+    user: str
+    text: str
+    thread_ts: str | None
 
 
 @dataclass
@@ -78,6 +99,7 @@ class UploadedFile:
     channel: str | None = None
     thread_ts: str | None = None
     initial_comment: str | None = None
+    deleted: bool = False
 
 
 def sign(secret: str, timestamp: str, body: str) -> str:
@@ -96,6 +118,9 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []
         """Bodies posted to slash commands' ``response_url`` (ephemeral replies)."""
         self.users: dict[str, dict[str, Any]] = {ALICE: {"id": ALICE, "name": "alice"}}
+        self.ephemerals: list[Ephemeral] = []
+        self.views: dict[str, dict[str, Any]] = {}
+        """Modals opened with ``views.open``, by trigger id."""
         self.outside_channels: set[str] = set()
         """Channels the bot is not a member of: posting there fails with ``not_in_channel``."""
         self.unsupported: set[str] = set()
@@ -319,6 +344,82 @@ class FakeSlack:
             "trigger_id": f"{key}.{int(time.time())}.fake",
         }
 
+    def block_action(
+        self, message: Message, action_id: str, *, user: str = ALICE, selected: str | None = None
+    ) -> dict[str, Any]:
+        """The ``block_actions`` payload for ``user`` pressing the element ``action_id`` of
+        ``message`` (choosing the option ``selected`` of a menu). The element must be there."""
+        block = next(
+            block
+            for block in message.blocks
+            if block.get("type") == "actions" and any(e["action_id"] == action_id for e in block["elements"])
+        )
+        element = next(e for e in block["elements"] if e["action_id"] == action_id)
+        action: dict[str, Any] = {
+            "type": element["type"],
+            "action_id": action_id,
+            "block_id": block["block_id"],
+            "action_ts": self.next_ts(),
+        }
+        if element["type"] == "button":
+            action |= {"value": element["value"], "text": element["text"]}
+        else:
+            option = next(o for o in element["options"] if o["value"] == selected)
+            action["selected_option"] = option
+        key = next(self._ids)
+        return {
+            "type": "block_actions",
+            "user": self._user(user),
+            "api_app_id": APP_ID,
+            "token": "unused-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+                "thread_ts": message.thread_ts,
+            },
+            "trigger_id": f"{key}.{int(time.time())}.fake",
+            "team": {"id": TEAM_ID, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": message.channel, "name": "general"},
+            "message": {
+                "type": "message",
+                "user": BOT_USER_ID,
+                "ts": message.ts,
+                "thread_ts": message.thread_ts,
+                "text": message.text,
+                "blocks": message.blocks,
+            },
+            "state": {"values": {}},
+            "response_url": f"{self.url}/respond/{key}",
+            "actions": [action],
+        }
+
+    def view_submission(self, view: dict[str, Any], text: str, *, user: str = ALICE) -> dict[str, Any]:
+        """The ``view_submission`` payload for ``user`` typing ``text`` into the one text input
+        of the modal ``view`` and submitting it."""
+        (block,) = [block for block in view["blocks"] if block.get("type") == "input"]
+        element = block["element"]
+        values = {block["block_id"]: {element["action_id"]: {"type": element["type"], "value": text}}}
+        return {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": "fake"},
+            "user": self._user(user),
+            "api_app_id": APP_ID,
+            "token": "unused-verification-token",
+            "trigger_id": f"{next(self._ids)}.{int(time.time())}.fake",
+            "view": {**view, "team_id": TEAM_ID, "state": {"values": values}, "hash": "fake-hash"},
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+
+    def _user(self, user: str) -> dict[str, Any]:
+        name = self.users.get(user, {}).get("name", "someone")
+        return {"id": user, "username": name, "name": name, "team_id": TEAM_ID}
+
     async def post_http(
         self,
         url: str,
@@ -454,6 +555,7 @@ class FakeSlack:
             text,
             broadcast=bool(args.get("reply_broadcast")) and args.get("reply_broadcast") != "false",
             versions=[text],
+            blocks=_blocks_of(args),
         )
         self.messages[message.ts] = message
         return {"channel": channel, "ts": message.ts, "message": {"text": text, "ts": message.ts}}
@@ -468,6 +570,37 @@ class FakeSlack:
         message = self._message(args)
         message.deleted = True
         return {"channel": message.channel, "ts": message.ts}
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args.get("channel"))
+        if not args.get("user"):
+            raise _ApiError("user_not_in_channel")
+        self.ephemerals.append(
+            Ephemeral(channel, str(args["user"]), _text_of(args), args.get("thread_ts") or None)
+        )
+        return {"message_ts": self.next_ts()}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        trigger = str(args.get("trigger_id") or "")
+        if not trigger or trigger in self.views:
+            raise _ApiError("invalid_trigger_id")  # a trigger opens one view, once
+        if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
+            raise _ApiError("invalid_arguments")
+        if len(str(view.get("private_metadata", ""))) > 3000:
+            raise _ApiError("invalid_arguments")
+        opened = {**view, "id": f"V{next(self._ids):08d}"}
+        self.views[trigger] = opened
+        return {"view": opened}
+
+    def _files_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        upload = self.files.get(str(args.get("file")))
+        if upload is None or upload.deleted:
+            raise _ApiError("file_not_found")
+        upload.deleted = True
+        return {}
 
     def _start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args.get("channel"))
@@ -582,6 +715,18 @@ class _ApiError(Exception):
     """Answered as ``{"ok": false, "error": ...}`` with HTTP 200, as Slack does."""
 
 
+def _blocks_of(args: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = args.get("blocks") or []
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    for block in blocks:
+        if block.get("type") == "actions":
+            ids = [element["action_id"] for element in block["elements"]]
+            if len(ids) != len(set(ids)) or len(ids) > 25 or len(str(block.get("block_id", ""))) > 255:
+                raise _ApiError("invalid_blocks")
+    return list(blocks)
+
+
 def _text_of(args: dict[str, Any], *, limit: int = MAX_MESSAGE_CHARS, required: bool = True) -> str:
     text = str(args.get("markdown_text") or args.get("text") or "")
     for chunk in args.get("chunks") or []:
@@ -601,6 +746,9 @@ _METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
     "chat.postMessage": FakeSlack._post_message,
     "chat.update": FakeSlack._update,
     "chat.delete": FakeSlack._delete,
+    "chat.postEphemeral": FakeSlack._post_ephemeral,
+    "views.open": FakeSlack._views_open,
+    "files.delete": FakeSlack._files_delete,
     "chat.startStream": FakeSlack._start_stream,
     "chat.appendStream": FakeSlack._append_stream,
     "chat.stopStream": FakeSlack._stop_stream,

@@ -35,7 +35,8 @@ async def test_imagine_posts_an_anchor_and_uploads_the_image_into_its_thread(
     assert (upload.channel, upload.thread_ts) == (GENERAL, anchor.ts)
     assert re.fullmatch(r"Demo image: a red fox & a <b>crow</b> · seed \d+", upload.title or "")
     assert upload.alt_txt == "a red fox & a <b>crow</b>"
-    assert slack.thread(GENERAL, anchor.ts) == [], "the progress line is gone"
+    [buttons] = slack.thread(GENERAL, anchor.ts)  # the progress line is gone; the buttons stay
+    assert buttons.blocks and buttons.elements()[0]["action_id"].startswith("studio:reroll:")
     assert (await ledger.report(SCOPE)).used == IMAGE_COST
 
 
@@ -59,7 +60,8 @@ async def test_song_shows_progress_then_uploads_the_track_and_lyrics(
     assert track.filename == "a-sea-shanty.wav" and track.data is not None and track.data[:4] == b"RIFF"
     assert track.title == "Demo song: a sea shanty" and track.thread_ts == anchor.ts
     assert track.initial_comment == "🎵 *Demo song: a sea shanty* (0:07)"
-    [lyrics] = slack.thread(GENERAL, anchor.ts)
+    lyrics, buttons = slack.thread(GENERAL, anchor.ts)
+    assert buttons.blocks and not lyrics.blocks
     assert lyrics.text.startswith("**Lyrics**\n\n[Verse]")
     assert (await ledger.report(SCOPE)).used == SONG_COST
     assert len(progress.versions[-1]) <= MAX_STATUS_CHARS + 10

@@ -232,7 +232,8 @@ async def test_a_song_left_at_shutdown_is_delivered_into_its_thread_once_after_a
         job = await JobStore(ledger.database).get(resumptions[0].request.id)
         assert job is not None and job.state is JobState.DONE
         assert await engine.resume_unfinished() == []
-        assert slack.thread(GENERAL, anchor.ts) == [notice], "no progress line or error left behind"
+        left = [message for message in slack.thread(GENERAL, anchor.ts) if not message.blocks]
+        assert left == [notice], "no progress line or error left behind (the song's buttons stay)"
     finally:
         await ledger.close()
 

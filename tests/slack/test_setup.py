@@ -63,10 +63,13 @@ def test_the_manifest_asks_for_exactly_what_the_adapter_uses() -> None:
     assert [command["command"] for command in commands if command["should_escape"]] == ["/budget", "/access"]
     forget = commands[-1]
     assert forget["usage_hint"] == "[all]" and "`" not in forget["description"]
+    assert commands[0]["usage_hint"] == "PROMPT [--ar 16:9] [--seed 42]"
     assert manifest["settings"]["event_subscriptions"] == {
         "bot_events": ["app_mention", "message.channels", "message.groups"]
     }
     assert manifest["settings"]["socket_mode_enabled"] is True
+    # Buttons under images and the Edit dialog come over the socket too.
+    assert manifest["settings"]["interactivity"] == {"is_enabled": True}
 
 
 def test_with_attachments_off_the_manifest_reads_no_files(
@@ -100,6 +103,7 @@ def test_the_http_mode_manifest_points_events_and_commands_at_the_server() -> No
     assert manifest["settings"]["socket_mode_enabled"] is False
     assert manifest["settings"]["event_subscriptions"]["request_url"] == url
     assert {command["url"] for command in manifest["features"]["slash_commands"]} == {url}
+    assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
     assert manifest["display_information"]["name"] == "Atelier"
 
 
