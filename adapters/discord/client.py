@@ -29,7 +29,7 @@ from adapters.discord.outlets import (
     OnSent,
     ReplyOutlet,
 )
-from adapters.discord.pacing import RequestPacer
+from adapters.discord.pacing import RequestPacer, global_share
 from adapters.discord.places import (
     DM_PLATFORM,
     PLATFORM,
@@ -116,8 +116,8 @@ class StudioClient(discord.AutoShardedClient):
         """Where conversations are remembered; ``None`` answers every message on its own."""
         self.ledger = ledger
         self.clock = clock
-        self.pacer = RequestPacer(clock=clock)
-        """Every call of every answer takes a turn: Discord's global limit."""
+        self.pacer = RequestPacer(clock=clock, limit=global_share(config.shard_ids, config.shard_count))
+        """Every call of every answer takes a turn: this process's share of Discord's global limit."""
         self.edits = Buckets(DISCORD_PACE, clock=clock)
         """Edits per channel, shared by the answers written there."""
         self.readiness = readiness

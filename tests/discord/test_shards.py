@@ -15,6 +15,7 @@ import pytest
 
 from adapters.discord import DiscordConfig, StudioClient
 from adapters.discord.config import DiscordSettings
+from adapters.discord.pacing import GLOBAL_LIMIT, global_share
 from adapters.discord.runner import point_at
 from bot.settings import SettingsError, load_settings
 from core.demo.text import chat_answer
@@ -199,3 +200,12 @@ def test_shard_settings_are_read_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.delenv("DISCORD_SHARD_COUNT")
     with pytest.raises(SettingsError, match=r"DISCORD_SHARD_IDS: .*need DISCORD_SHARD_COUNT"):
         load_settings()
+
+
+def test_processes_running_some_shards_split_discords_global_limit_between_them() -> None:
+    # Discord counts the global limit per bot, not per connection: 4 processes of 1 shard each
+    # together stay within it, as does one process running every shard.
+    assert global_share((), None) == global_share((0, 1, 2, 3), 4) == GLOBAL_LIMIT
+    assert 4 * global_share((2,), 4) <= GLOBAL_LIMIT
+    assert global_share((0, 1), 4) + global_share((2, 3), 4) <= GLOBAL_LIMIT
+    assert global_share((5,), 1000) == 1, "never no turns at all"
