@@ -117,8 +117,10 @@ class BenchDiscord(FakeDiscord):
         await super().__aenter__()
         return self
 
-    def guild_payload(self) -> Json:
-        payload = super().guild_payload()
+    def guild_payload(self, guild_id: str | None = None) -> Json:
+        payload = super().guild_payload(guild_id)
+        if guild_id not in (None, self.guild_id):
+            return payload
         template = payload["channels"][0]
         payload["channels"] = [
             {**template, "id": channel, "name": f"bench-{number}", "position": number}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import tempfile
 import time
@@ -93,13 +94,24 @@ def _label(platform: str, reference: bool) -> str:
     return f"{platform}, reference bot" if reference else platform
 
 
-async def discord_rows(levels: tuple[int, ...] = LEVELS, *, reference: bool = False) -> list[Row]:
+async def discord_rows(
+    levels: tuple[int, ...] = LEVELS, *, reference: bool = False, shards: int | None = None
+) -> list[Row]:
+    """``shards``: that many ``bot run`` processes, one shard each, on one database, the mentions
+    spread over ``CHANNELS`` guilds (one channel each); ``None``: one process, ``CHANNELS``
+    channels of one guild."""
     llm = PacedOpenAI(ttft_s=TTFT_S, rate=RATE, tokens=TOKENS)
     await llm.start()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             directory = Path(scratch)
-            async with BenchDiscord(channels=CHANNELS) as fake:
+            async with (
+                BenchDiscord(channels=1 if shards else CHANNELS) as fake,
+                contextlib.AsyncExitStack() as stack,
+            ):
+                guilds = (
+                    [fake.guild_id] + [fake.add_guild()[0] for _ in range(CHANNELS - 1)] if shards else []
+                )
                 env = bot_env(
                     directory,
                     DISCORD_TOKEN=fake.token,
@@ -110,38 +122,66 @@ async def discord_rows(levels: tuple[int, ...] = LEVELS, *, reference: bool = Fa
                     OPENAI_BASE_URL=llm.base_url,
                     **ROOMY,
                 )
-                async with bot_process(directory, env, _module("discord", reference)) as process:
-                    try:
-                        await within(
-                            lambda: bool(fake.identified) or process.returncode is not None, 30, "IDENTIFY"
+                folders = [directory]
+                if shards:
+                    folders = [directory / f"shard-{shard}" for shard in range(shards)]
+                processes = []
+                for shard, folder in enumerate(folders):
+                    folder.mkdir(exist_ok=True)
+                    sharding = (
+                        {"DISCORD_SHARD_COUNT": str(shards), "DISCORD_SHARD_IDS": str(shard)}
+                        if shards
+                        else {}
+                    )
+                    processes.append(
+                        await stack.enter_async_context(
+                            bot_process(
+                                folder, env | sharding | {"HOME": str(folder)}, _module("discord", reference)
+                            )
                         )
-                        if process.returncode is not None:
-                            raise RuntimeError("the bot exited")
-                        run = _DiscordRun(fake, llm)
-                        await run.burst(1, first=0)  # warm-up: guild cache, connection pools
-                        label = _label("Discord", reference)
-                        return await _levels(label, run.burst, levels, pid=process.pid)
-                    except Exception as error:
-                        raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
+                    )
+                try:
+                    await within(
+                        lambda: (
+                            len(fake.identified) == len(processes)
+                            or any(p.returncode is not None for p in processes)
+                        ),
+                        60,
+                        "IDENTIFY",
+                    )
+                    if any(p.returncode is not None for p in processes):
+                        raise RuntimeError("the bot exited")
+                    run = _DiscordRun(fake, llm, guilds)
+                    await run.burst(1, first=0)  # warm-up: guild cache, connection pools
+                    label = _label("Discord", reference) + (f", {shards} shard(s)" if shards else "")
+                    return await _levels(label, run.burst, levels, pids=[p.pid for p in processes])
+                except Exception as error:
+                    raise RuntimeError(f"{error}\n" + "\n".join(log_tail(f) for f in folders)) from error
     finally:
         await llm.close()
 
 
 class _DiscordRun:
-    def __init__(self, fake: BenchDiscord, llm: PacedOpenAI) -> None:
+    def __init__(self, fake: BenchDiscord, llm: PacedOpenAI, guilds: list[str]) -> None:
         self.fake = fake
         self.llm = llm
+        self.guilds = guilds
+        """Guilds to spread the mentions over; empty: the channels of the fake's one guild."""
 
     async def burst(self, count: int, *, first: int) -> list[Sample]:
         fake = self.fake
         sent: dict[str, tuple[float, str]] = {}
         for number in range(first, first + count):
             text = prompt(number)
-            channel = fake.channel_ids[number % len(fake.channel_ids)]
+            author = fake.user(str(10_000 + number), f"user{number}")
             at = time.monotonic()
-            origin = await fake.mention(
-                text, author=fake.user(str(10_000 + number), f"user{number}"), channel_id=channel
-            )
+            if self.guilds:
+                origin = await fake.mention(
+                    text, author=author, guild_id=self.guilds[number % len(self.guilds)]
+                )
+            else:
+                channel = fake.channel_ids[number % len(fake.channel_ids)]
+                origin = await fake.mention(text, author=author, channel_id=channel)
             sent[origin] = (at, text)
         replies = {}
 
@@ -196,7 +236,7 @@ async def slack_rows(levels: tuple[int, ...] = LEVELS, *, reference: bool = Fals
                         run = _SlackRun(slack, llm)
                         await run.burst(1, first=0)
                         label = _label("Slack", reference)
-                        return await _levels(label, run.burst, levels, pid=process.pid)
+                        return await _levels(label, run.burst, levels, pids=[process.pid])
                     except Exception as error:
                         raise RuntimeError(f"{error}\n{log_tail(directory)}") from error
     finally:
@@ -245,14 +285,14 @@ def _final(stamp: Stamped) -> bool:
 
 
 async def _levels(
-    platform: str, burst: Callable[..., Awaitable[list[Sample]]], levels: tuple[int, ...], *, pid: int
+    platform: str, burst: Callable[..., Awaitable[list[Sample]]], levels: tuple[int, ...], *, pids: list[int]
 ) -> list[Row]:
     rows = []
     number = 1
     for level in levels:
         samples: list[Sample] = []
         rounds = ONE_AT_A_TIME if level == 1 else BURSTS if level <= 50 else 1
-        cpu_before = cpu_seconds(pid)
+        cpu_before = sum(map(cpu_seconds, pids))
         for round_number in range(rounds):
             if round_number and level > 1:
                 # Bursts are measured apart: the last one's final edits still fill the platform's
@@ -260,15 +300,23 @@ async def _levels(
                 await asyncio.sleep(BURST_GAP_S)
             samples += await burst(level, first=number)
             number += level
-        rows.append(Row(platform, level, samples, cpu_seconds(pid) - cpu_before))
+        rows.append(Row(platform, level, samples, sum(map(cpu_seconds, pids)) - cpu_before))
     return rows
 
 
 async def run(
-    platforms: tuple[str, ...] = PLATFORMS, levels: tuple[int, ...] = LEVELS, *, reference: bool = True
+    platforms: tuple[str, ...] = PLATFORMS,
+    levels: tuple[int, ...] = LEVELS,
+    *,
+    reference: bool = True,
+    shards: tuple[int, ...] = (),
 ) -> list[Row]:
     rows = []
     yardstick = tuple(level for level in levels if level in REFERENCE_LEVELS) if reference else ()
+    if shards:  # Discord only, the bot against itself: the reference bot does not shard
+        for count in shards:
+            rows += await discord_rows(levels, shards=count)
+        return rows
     for platform, measure in (("discord", discord_rows), ("slack", slack_rows)):
         if platform in platforms:
             rows += await measure(levels)
@@ -321,9 +369,19 @@ def main(argv: list[str] | None = None) -> None:
         default=True,
         help="also measure bench.reference at levels 1 and 50 (default: yes)",
     )
+    parser.add_argument(
+        "--shards",
+        default="",
+        help="e.g. 1,2: Discord only, with that many bot processes (one shard each, one database) "
+        "and the mentions spread over as many guilds as there are channels",
+    )
     args = parser.parse_args(argv)
     levels = tuple(int(level) for level in args.levels.split(","))
-    print(table(asyncio.run(run(tuple(args.platform or PLATFORMS), levels, reference=args.reference))))
+    shards = tuple(int(count) for count in args.shards.split(",") if count)
+    rows = asyncio.run(
+        run(tuple(args.platform or PLATFORMS), levels, reference=args.reference, shards=shards)
+    )
+    print(table(rows))
 
 
 if __name__ == "__main__":

@@ -57,10 +57,11 @@ class OpsServer:
     async def _readyz(self, request: web.Request) -> web.Response:
         components = {"database": await self._database_ok(), **self._readiness.snapshot()}
         ready = all(components.values())
-        return web.json_response(
-            {"status": "ready" if ready else "not ready", "components": components},
-            status=200 if ready else 503,
-        )
+        body: dict[str, object] = {"status": "ready" if ready else "not ready", "components": components}
+        details = self._readiness.details_snapshot()
+        if details:
+            body["details"] = details
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -144,6 +144,10 @@ async def admitted(admission: Admission | None, scope: Scope) -> AsyncIterator[A
                 if status != shown:
                     shown = status
                     yield Status(status)
+                    # The slot may have come while the reader was busy with that status (an edit
+                    # waiting its turn); waiting now would be for a change that may never come.
+                    if waiter.admitted.is_set():
+                        break
                 await admission.wait_for_change()
 
         yield queued()

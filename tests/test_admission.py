@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from core.admission import Admission
+from core.admission import Admission, admitted
 from core.breaker import CircuitBreaker
 from core.engine import Engine
 from core.errors import ModerationError, ProviderUnavailable
@@ -204,3 +205,17 @@ async def test_moderation_does_not_trip_the_breaker(ledger: Ledger) -> None:
         parts = [part async for part in engine.handle(Request(scope=GUILD_A, user="u", text="x"))]
         assert "paused" not in getattr(parts[-1], "message", "")
     assert breakers[Intent.IMAGE].retry_after() is None
+
+
+async def test_a_slot_freed_while_the_queued_status_is_being_shown_starts_the_job() -> None:
+    # A renderer busy posting "Queued…" (pacing its edits) is away when the slot frees up: the
+    # last change it will hear of has already happened.
+    admission = Admission(max_jobs=1, max_jobs_per_scope=1, max_queue=5, user_requests_per_minute=0)
+    first = contextlib.AsyncExitStack()
+    await first.enter_async_context(admitted(admission, GUILD_A))  # holds the only slot
+    async with admitted(admission, GUILD_B) as waiting:
+        assert isinstance(await anext(waiting), Status)  # "Queued…", then the reader goes away
+        await first.aclose()  # meanwhile the first job ends
+        assert admission.running == 1
+        remaining = [part async for part in waiting]  # back: the wait is over, not forever
+    assert remaining == []

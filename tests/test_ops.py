@@ -74,3 +74,15 @@ async def test_metrics_expose_requests_spend_and_latency(ops: Ops, engine: Engin
     assert 'bot_spend_usd_total{scope="discord:ops-test",service="research"} 0.01' in text
     assert 'bot_time_to_first_text_seconds_count{intent="research"}' in text
     assert 'bot_jobs{state="running"} 0.0' in text
+
+
+async def test_readyz_shows_what_a_platform_says_about_itself(ops: Ops) -> None:
+    _, readiness, client = ops
+    shards = {"0": {"connected": True, "latency_ms": 41.5}, "1": {"connected": False, "latency_ms": None}}
+    readiness.expect("discord")
+    readiness.describe("discord", lambda: {"shard_count": 4, "shards": shards})
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["details"] == {"discord": {"shard_count": 4, "shards": shards}}
+    shards["1"]["connected"] = True  # read on every request, not once
+    assert (await client.get("/readyz")).json()["details"]["discord"]["shards"]["1"]["connected"] is True

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -36,7 +37,7 @@ from adapters.discord.outlets import (
     OnSent,
     ReplyOutlet,
 )
-from adapters.discord.pacing import RequestPacer
+from adapters.discord.pacing import RequestPacer, global_share
 from adapters.discord.places import (
     DM_PLATFORM,
     PLATFORM,
@@ -88,8 +89,12 @@ def markdown_filename(text: str) -> str:
     return f"{stem}.md"
 
 
-class StudioClient(discord.Client):
-    """A discord.py client wired to the engine: it translates and never decides anything itself."""
+class StudioClient(discord.AutoShardedClient):
+    """A discord.py client wired to the engine: it translates and never decides anything itself.
+
+    It runs the shards ``config.shard_ids`` of ``config.shard_count`` (every shard when no ids are
+    given; as many as Discord recommends when no count is), so several processes can split one
+    bot's guilds; Discord sends each shard the events of its guilds only."""
 
     def __init__(
         self,
@@ -113,6 +118,9 @@ class StudioClient(discord.Client):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=config.guild_ready_timeout,
+            shard_count=config.shard_count,
+            # None (discord.py's default, missing from its type hints) means every shard.
+            shard_ids=list(config.shard_ids) or None,  # type: ignore[arg-type]
         )
         self.config = config
         self.engine = engine
@@ -120,8 +128,8 @@ class StudioClient(discord.Client):
         """Where conversations are remembered; ``None`` answers every message on its own."""
         self.ledger = ledger
         self.clock = clock
-        self.pacer = RequestPacer(clock=clock)
-        """Every call of every answer takes a turn: Discord's global limit."""
+        self.pacer = RequestPacer(clock=clock, limit=global_share(config.shard_ids, config.shard_count))
+        """Every call of every answer takes a turn: this process's share of Discord's global limit."""
         self.edits = Buckets(DISCORD_PACE, clock=clock)
         """Edits per channel, shared by the answers written there."""
         self.readiness = readiness
@@ -140,8 +148,10 @@ class StudioClient(discord.Client):
         self.inflight = Inflight()
         """Answers being delivered; ``close`` lets them post their last words."""
         self._resumptions = list(resumptions)
+        self._connected_shards: set[int] = set()
         if readiness is not None:
             readiness.expect(PLATFORM)
+            readiness.describe(PLATFORM, self.shard_report)
         self.add_dynamic_items(StudioButton, VaryChoice)
         for command in build_commands(
             self.commands.commands,
@@ -179,21 +189,62 @@ class StudioClient(discord.Client):
         await self.inflight.finish()
         await super().close()
 
+    async def launch_shards(self) -> None:
+        """Connect this process's shards (asking Discord for the count first when none is set)."""
+        await super().launch_shards()
+        log.info("discord: running shards %s of %d", _listed(self.running_shards), self.shard_count or 0)
+
+    @property
+    def running_shards(self) -> tuple[int, ...]:
+        """The shards this process runs (empty until the shard count is known)."""
+        if self.shard_ids:
+            return tuple(self.shard_ids)
+        return tuple(range(self.shard_count or 0))
+
+    def shard_report(self) -> Mapping[str, object]:
+        """What ``/readyz`` shows: the shard count and, per shard of this process, whether it is
+        connected and its heartbeat latency (``None`` before the first heartbeat is answered)."""
+        latencies = dict(self.latencies)
+        shards = {}
+        for shard in self.running_shards:
+            latency = latencies.get(shard, math.inf)
+            shards[str(shard)] = {
+                "connected": shard in self._connected_shards,
+                "latency_ms": round(latency * 1000, 1) if math.isfinite(latency) else None,
+            }
+        return {"shard_count": self.shard_count, "shards": shards}
+
     def _set_ready(self, ready: bool) -> None:
         if self.readiness is not None:
             self.readiness.mark(PLATFORM, ready)
 
+    def _shard_up(self, shard_id: int, up: bool) -> None:
+        if up:
+            self._connected_shards.add(shard_id)
+        else:
+            self._connected_shards.discard(shard_id)
+        running = self.running_shards
+        self._set_ready(bool(running) and self._connected_shards.issuperset(running))
+
     async def on_ready(self) -> None:
-        log.info("connected to Discord as %s in %d guilds", self.user, len(self.guilds))
-        self._set_ready(True)
+        log.info(
+            "connected to Discord as %s in %d guilds (shards %s of %d)",
+            self.user,
+            len(self.guilds),
+            _listed(self.running_shards),
+            self.shard_count or 0,
+        )
         self._deliver_resumptions()
 
-    async def on_resumed(self) -> None:
-        log.info("reconnected to Discord")
-        self._set_ready(True)
+    async def on_shard_ready(self, shard_id: int) -> None:
+        self._shard_up(shard_id, True)
 
-    async def on_disconnect(self) -> None:
-        self._set_ready(False)
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        log.info("discord: shard %d reconnected", shard_id)
+        self._shard_up(shard_id, True)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._shard_up(shard_id, False)
 
     # --- jobs from before a restart -------------------------------------------------------------
 
@@ -464,6 +515,10 @@ def attachment_refs(message: discord.Message) -> list[AttachmentRef]:
         AttachmentRef(url=item.url, name=item.filename, size=item.size, content_type=item.content_type or "")
         for item in message.attachments
     ]
+
+
+def _listed(shards: Sequence[int]) -> str:
+    return ",".join(map(str, shards)) or "none"
 
 
 def _notice(text: str) -> discord.Embed:

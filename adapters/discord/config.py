@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from adapters.config import FollowUps, PlatformSettings, blank_is_unset, comma_separated
@@ -30,7 +30,37 @@ class DiscordSettings(PlatformSettings):
     """``thread``: replies to the bot and messages in a thread it answered in need no mention
     (needs the Message Content intent); ``mention``: only mentions (and DMs) are answered."""
 
+    shard_count: int | None = Field(default=None, ge=1)
+    """How many shards the bot has in all; unset: the count Discord recommends (``GET /gateway/bot``)."""
+    shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    """The shards this process runs, e.g. ``0,1``; empty: every shard. Needs ``shard_count``."""
+
     _blank_token = field_validator("token", mode="before")(blank_is_unset)
+    _blank_shard_count = field_validator("shard_count", mode="before")(blank_is_unset)
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_ids_are_numbers(cls, value: object) -> object:
+        value = comma_separated(value)
+        if isinstance(value, list | tuple):
+            for item in value:
+                if isinstance(item, str) and not item.isdigit():
+                    raise ValueError(f"{item!r} is not a shard id (a number from 0)")
+        return value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids_fit_the_count(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        if not value:
+            return value
+        count = info.data.get("shard_count")
+        if count is None:
+            raise ValueError("shard ids need DISCORD_SHARD_COUNT too (every process must agree on the total)")
+        if any(shard < 0 or shard >= count for shard in value):
+            raise ValueError(f"shard ids run from 0 to {count - 1} with DISCORD_SHARD_COUNT={count}")
+        if len(set(value)) != len(value):
+            raise ValueError("a shard id is listed twice")
+        return tuple(sorted(value))
 
     @field_validator("guild_ids", mode="before")
     @classmethod

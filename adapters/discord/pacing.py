@@ -16,6 +16,14 @@ WINDOW_S = 1.1
 not all equally late, so a window that is exactly a second here can hold 51 there."""
 
 
+def global_share(shard_ids: tuple[int, ...], shard_count: int | None) -> int:
+    """This process's part of ``GLOBAL_LIMIT``: Discord counts it per bot, across all its shards,
+    so processes running some of the shards split it by their number of shards (at least 1)."""
+    if not shard_ids or not shard_count:
+        return GLOBAL_LIMIT  # this process runs every shard
+    return max(1, GLOBAL_LIMIT * len(shard_ids) // shard_count)
+
+
 class RequestPacer:
     """Turns for REST calls: at most ``limit`` in any ``window_s``, new messages before edits.
 

@@ -8,6 +8,11 @@ wait on ``wait_until``; ``press`` and ``submit`` send button presses and modal s
 (interaction types 3 and 5), and each ``FakeInteraction`` keeps the responses the bot sent.
 With ``privileged_intents_enabled`` off it closes the gateway with 4014 when a client identifies
 with a privileged intent, as Discord does when the Developer Portal switch is off.
+
+Sharding as Discord does it: ``GET /gateway/bot`` recommends ``shard_count`` shards; a connection
+identifying with ``shard: [id, count]`` is sent READY and GUILD_CREATE for the guilds of its shard
+only (``(guild_id >> 22) % count``, DMs on shard 0), and every event of a guild goes to the
+connections of that guild's shard. ``add_guild`` makes more guilds, spread over the shards.
 """
 
 from __future__ import annotations
@@ -146,6 +151,12 @@ class FakeDiscord:
         self.token = base64.b64encode(self.application_id.encode()).decode().rstrip("=") + ".fake.token"
         self.guild_id = self.snowflake()
         self.channel_id = self.snowflake()
+        self.guilds: dict[str, str] = {self.guild_id: self.channel_id}
+        """Every guild the bot is in, with its text channel."""
+        self._guild_ticks = itertools.count((int(self.guild_id) >> 22) + 1)
+        self.shard_count = 1
+        """The shard count ``GET /gateway/bot`` recommends."""
+        self._socket_shards: dict[web.WebSocketResponse, tuple[int, int]] = {}
         self.thread_id = self.snowflake()
         self.dm_channel_id = self.snowflake()
         self.calls: list[Call] = []
@@ -246,9 +257,32 @@ class FakeDiscord:
             "permissions": str(permissions),
         }
 
-    def guild_payload(self) -> Json:
+    def add_guild(self) -> tuple[str, str]:
+        """A new guild with one text channel: ``(guild_id, channel_id)``. Consecutive guilds fall
+        on consecutive shards (their ids differ in the bits above the 22nd)."""
+        guild_id = str((next(self._guild_ticks) << 22) | 1)
+        channel_id = self.snowflake()
+        self.guilds[guild_id] = channel_id
+        return guild_id, channel_id
+
+    @staticmethod
+    def shard_of(guild_id: str | None, shard_count: int) -> int:
+        """The shard Discord sends a guild's events to; DMs go to shard 0."""
+        return (int(guild_id) >> 22) % shard_count if guild_id is not None else 0
+
+    def guild_of(self, channel_id: str) -> str | None:
+        """The guild of a channel; ``None`` for the DM channel. Channels not made by ``add_guild``
+        (the thread, a subclass's extra channels) belong to the first guild."""
+        if channel_id == self.dm_channel_id:
+            return None
+        return next((guild for guild, channel in self.guilds.items() if channel == channel_id), self.guild_id)
+
+    def guild_payload(self, guild_id: str | None = None) -> Json:
+        guild_id = guild_id or self.guild_id
+        channel_id = self.guilds[guild_id]
+        main = guild_id == self.guild_id
         return {
-            "id": self.guild_id,
+            "id": guild_id,
             "name": "Test Guild",
             "icon": None,
             "owner_id": self.snowflake(),
@@ -261,7 +295,7 @@ class FakeDiscord:
             "stickers": [],
             "roles": [
                 {
-                    "id": self.guild_id,
+                    "id": guild_id,
                     "name": "@everyone",
                     "permissions": "0",
                     "position": 0,
@@ -276,10 +310,10 @@ class FakeDiscord:
             "members": [self.member(self.bot_user)],
             "channels": [
                 {
-                    "id": self.channel_id,
+                    "id": channel_id,
                     "type": 0,
                     "name": "general",
-                    "guild_id": self.guild_id,
+                    "guild_id": guild_id,
                     "position": 0,
                     "permission_overwrites": [],
                     "nsfw": False,
@@ -303,7 +337,9 @@ class FakeDiscord:
                         "locked": False,
                     },
                 }
-            ],
+            ]
+            if main
+            else [],
             "voice_states": [],
             "presences": [],
             "stage_instances": [],
@@ -349,13 +385,20 @@ class FakeDiscord:
         data, content_type = self.cdn[name]
         return web.Response(body=data, headers={"Content-Type": content_type})
 
-    async def dispatch(self, event: str, data: Json) -> None:
-        """Send a gateway DISPATCH to every connected client."""
+    async def dispatch(self, event: str, data: Json, *, to: web.WebSocketResponse | None = None) -> None:
+        """Send a gateway DISPATCH to the connection ``to``, else to every connection of the shard
+        of the event's guild (DMs: shard 0)."""
         self._sequence += 1
-        frame = {"op": 0, "t": event, "s": self._sequence, "d": data}
-        for socket in list(self._sockets):
-            if not socket.closed:
-                await socket.send_str(json.dumps(frame))
+        frame = json.dumps({"op": 0, "t": event, "s": self._sequence, "d": data})
+        guild_id = data.get("guild_id")
+        for socket in [to] if to is not None else list(self._sockets):
+            if socket.closed:
+                continue
+            if to is None:
+                shard, count = self._socket_shards.get(socket, (0, 1))
+                if self.shard_of(guild_id, count) != shard:
+                    continue
+            await socket.send_str(frame)
 
     async def mention(
         self,
@@ -369,18 +412,21 @@ class FakeDiscord:
         message_type: int | None = None,
         roles: list[str] | None = None,
         attachments: list[Json] | None = None,
+        guild_id: str | None = None,
     ) -> str:
         """A user message: ``<@bot> text`` in a guild channel (or thread), or ``text`` in a DM.
+        ``guild_id`` (one of ``add_guild``'s) puts it in that guild's channel.
 
         ``reply_to`` makes it a reply to that message (without pinging its author unless
         ``mention_bot``); ``message_type`` overrides the type, e.g. 7 for a "member joined" notice.
         """
         message_id = self.snowflake()
+        guild = guild_id or self.guild_id
         data: Json = {
             "id": message_id,
             "type": message_type if message_type is not None else (19 if reply_to else 0),
             "content": f"<@{self.application_id}> {text}" if mention_bot and not dm else text,
-            "channel_id": self.dm_channel_id if dm else (channel_id or self.channel_id),
+            "channel_id": self.dm_channel_id if dm else (channel_id or self.guilds[guild]),
             "author": author,
             "mentions": [self.bot_user] if mention_bot and not dm else [],
             "mention_roles": [],
@@ -395,7 +441,7 @@ class FakeDiscord:
             "components": [],
         }
         if not dm:
-            data["guild_id"] = self.guild_id
+            data["guild_id"] = guild
             data["member"] = {
                 "roles": list(roles or []),
                 "flags": 0,
@@ -408,7 +454,7 @@ class FakeDiscord:
                 "type": 0,
                 "message_id": reply_to,
                 "channel_id": data["channel_id"],
-                **({"guild_id": self.guild_id} if not dm else {}),
+                **({"guild_id": guild} if not dm else {}),
             }
             replied = self.messages.get(reply_to)
             data["referenced_message"] = self._payload(replied) if replied is not None else None
@@ -645,15 +691,19 @@ class FakeDiscord:
                     self.refused.append(payload["d"])
                     await socket.close(code=DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
                     break
-                await self._send_ready()
+                shard, count = payload["d"].get("shard") or (0, 1)
+                self._socket_shards[socket] = (shard, count)
+                await self._send_ready(socket, shard, count)
                 self.identified.append(payload["d"])
             elif op == 6:
                 self.resumed.append(payload["d"])
-                await self.dispatch("RESUMED", {})
+                await self.dispatch("RESUMED", {}, to=socket)
         self._sockets.remove(socket)
+        self._socket_shards.pop(socket, None)
         return socket
 
-    async def _send_ready(self) -> None:
+    async def _send_ready(self, socket: web.WebSocketResponse, shard: int, count: int) -> None:
+        guilds = [guild for guild in self.guilds if self.shard_of(guild, count) == shard]
         await self.dispatch(
             "READY",
             {
@@ -661,11 +711,14 @@ class FakeDiscord:
                 "user": self.bot_user,
                 "session_id": "fake-session",
                 "resume_gateway_url": self.gateway_url,
-                "guilds": [{"id": self.guild_id, "unavailable": True}],
+                "guilds": [{"id": guild, "unavailable": True} for guild in guilds],
                 "application": {"id": self.application_id, "flags": 0},
+                "shard": [shard, count],
             },
+            to=socket,
         )
-        await self.dispatch("GUILD_CREATE", self.guild_payload())
+        for guild in guilds:
+            await self.dispatch("GUILD_CREATE", self.guild_payload(guild), to=socket)
 
     # --- REST -------------------------------------------------------------------------------------
 
@@ -699,6 +752,8 @@ class FakeDiscord:
         app = self.application_id
         if method == "GET" and path == "/users/@me":
             return 200, self.bot_user
+        if method == "GET" and path == "/gateway/bot":
+            return 200, self._bot_gateway()
         if method == "GET" and path == "/oauth2/applications/@me":
             return 200, self._application()
         commands = re.fullmatch(rf"/applications/{app}(?:/guilds/(\d+))?/commands", path)
@@ -722,6 +777,13 @@ class FakeDiscord:
                 return 404, {"message": "Unknown Message", "code": 10008}
             return self._change(method, message_id, body, files)
         return 404, {"message": f"the fake Discord has no route for {method} {path}", "code": 0}
+
+    def _bot_gateway(self) -> Json:
+        return {
+            "url": self.gateway_url,
+            "shards": self.shard_count,
+            "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1},
+        }
 
     def _application(self) -> Json:
         return {
@@ -763,7 +825,7 @@ class FakeDiscord:
         message = FakeMessage(
             id=self.snowflake(),
             channel_id=channel_id,
-            guild_id=None if channel_id == self.dm_channel_id else self.guild_id,
+            guild_id=self.guild_of(channel_id),
             author=self.bot_user,
             reference=str(reference) if reference else None,
             interaction_token=token,
