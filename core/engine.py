@@ -34,7 +34,7 @@ from core.policy import Policies, judge, policies_for, switched_off
 from core.router import Classifier, Route, route_attached, route_by_rules, route_follow_up
 from core.run import RESTARTING, JobRun, RunServices
 from core.streams import close, closing_stream, single
-from core.studio import StudioStore, delivered
+from core.studio import StudioStore, delivered, with_attached_source
 
 __all__ = ["RESTARTING", "SUSPEND_GRACE_S", "Engine", "Resumption", "budget_refusal"]
 
@@ -268,6 +268,8 @@ class Engine:
                 f"requests for {paused_for:.0f} s. Please try again then. Nothing was charged.",
             )
             return
+        if route.intent is Intent.IMAGE:
+            request = with_attached_source(request)
         generator = self.generators[route.intent]
         estimate = generator.estimate(route.prompt)
         if isinstance(generator, RequestAware):

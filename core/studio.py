@@ -23,6 +23,7 @@ from core.parts import (
     Audio,
     Destination,
     Image,
+    ImageAttachment,
     Intent,
     Operation,
     Request,
@@ -121,6 +122,19 @@ def parse_image_prompt(text: str) -> ImagePrompt:
             seed = int(value)
     prompt = " ".join(_FLAG.sub(" ", text).split())
     return ImagePrompt(prompt, aspect, seed)
+
+
+def with_attached_source(request: Request) -> Request:
+    """An image request with a picture attached works on that picture: an edit whose instruction
+    is the prompt ("make this a watercolour", or ``/imagine`` with a reference image)."""
+    work = request.studio or StudioWork()
+    if work.source is not None:
+        return request
+    picture = next((item for item in request.attachments if isinstance(item, ImageAttachment)), None)
+    if picture is None:
+        return request
+    edit = replace(work, operation=Operation.EDIT, source=picture.data, source_mime=picture.mime_type)
+    return replace(request, studio=edit)
 
 
 def new_seed() -> int:

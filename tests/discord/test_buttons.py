@@ -13,6 +13,7 @@ import httpx
 import pytest
 from PIL import Image as PILImage
 
+from core.attachments import AttachmentReader
 from core.demo import DemoImageGenerator, DemoSongGenerator
 from core.engine import Engine
 from core.generator import Generator
@@ -374,3 +375,21 @@ async def test_an_image_drawn_for_a_mention_carries_working_buttons(
     assert result.current.content == "Reroll by <@222>" and result.current.custom_ids
     await settled_report(ledger, scope_of(fake))
     assert await spent(ledger, fake, BOB) == IMAGE_COST
+
+
+async def test_a_mention_with_a_picture_and_an_instruction_edits_that_picture(
+    fake: FakeDiscord, start_bot: StartBot, ledger: Ledger, fake_bfl: FakeBfl, http: httpx.AsyncClient
+) -> None:
+    cdn = AttachmentReader.of(http, hosts=["127.0.0.1"], service="Discord")
+    await start_bot(studio_engine(ledger, image=bfl(fake_bfl, http)), attachments=cdn)
+    picture = fake.attachment("harbour.jpg", JPEG, content_type="image/jpeg")
+
+    await fake.mention("make this a watercolour", author=ALICE, attachments=[picture])
+    await fake.wait_until(lambda: any(m.current.custom_ids for m in fake.channel_messages()))
+
+    [kontext] = fake_bfl.requests("/v1/flux-kontext-pro")
+    assert kontext.body["prompt"] == "make this a watercolour"
+    assert kontext.body["input_image"] == base64.b64encode(JPEG).decode()
+    assert not fake_bfl.requests("/v1/flux-pro-1.1"), "an edit of the picture, not a new image"
+    await settled_report(ledger, scope_of(fake))
+    assert await spent(ledger, fake, ALICE) == PRICES.edit
