@@ -369,12 +369,23 @@ async def test_lease_timings_are_the_processs_own(database_url: str) -> None:
     stream = await a_song_whose_process_dies(a)
     survivor = song_engine(b, SlowSong())
     deliveries = Deliveries(survivor)
+    rounds: asyncio.Queue[None] = asyncio.Queue()
+    tend = survivor.tend
+
+    async def counted_tend() -> None:
+        await tend()
+        rounds.put_nowait(None)
+
+    survivor.tend = counted_tend  # type: ignore[method-assign]
     maintenance = asyncio.create_task(survivor.maintain())
     try:
+        await settle()
         for _ in range(3):  # rounds at 1, 2 and 3 s: the lease runs until 3 s
-            await one_round(clock, 1)
+            await clock.advance(1)
+            await asyncio.wait_for(rounds.get(), 5)
         assert deliveries.delivered == []
-        await one_round(clock, 1)  # the round at 4 s finds it expired
+        await clock.advance(1)  # the round at 4 s finds it expired
+        await asyncio.wait_for(rounds.get(), 5)
         await asyncio.wait_for(deliveries.arrived.wait(), 5)
         [parts] = await deliveries.done()
         assert parts[-1] == SONG
@@ -384,15 +395,3 @@ async def test_lease_timings_are_the_processs_own(database_url: str) -> None:
         with contextlib.suppress(ValueError):
             await stream.aclose()  # type: ignore[attr-defined]
         await b.close()
-
-
-async def one_round(clock: FakeClock, seconds: float) -> None:
-    """Move time on to the next round of upkeep and wait until it has run (sleeping again)."""
-    await asyncio.wait_for(_sleeping(clock), 5)
-    await clock.advance(seconds)
-    await asyncio.wait_for(_sleeping(clock), 5)
-
-
-async def _sleeping(clock: FakeClock) -> None:
-    while not clock.sleepers:
-        await asyncio.sleep(0.001)
