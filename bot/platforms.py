@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from bot.errors import UsageError
@@ -10,6 +10,7 @@ from bot.settings import Settings
 from bot.wiring import App
 from core.attachments import MAX_IMAGE_BYTES, AttachmentReader
 from core.engine import Resumption
+from core.parts import Destination
 from core.providers.fetch import MIB
 
 PlatformStarter = Callable[[App, Sequence[Resumption]], Coroutine[Any, Any, None]]
@@ -74,6 +75,25 @@ async def start_discord(app: App, resumptions: Sequence[Resumption] = ()) -> Non
         resumptions=resumptions,
         attachments=attachment_reader(app, hosts=FILE_HOSTS, service="Discord"),
     )
+
+
+def deliverable(settings: Settings, platforms: Collection[str]) -> Callable[[Destination | None], bool]:
+    """Which unfinished jobs this process can deliver at start-up: those of the platforms it runs,
+    and on Discord, of the guilds on its shards (``DISCORD_SHARD_IDS``). The others are left to
+    the processes that can; this one would only keep their leases alive without delivering them."""
+    shard_ids = settings.discord.shard_ids
+    shard_count = settings.discord.shard_count
+
+    def reaches(destination: Destination | None) -> bool:
+        if destination is None or destination.platform not in platforms:
+            return False
+        if destination.platform == "discord" and shard_ids and shard_count:
+            from adapters.discord.places import on_shards
+
+            return on_shards(destination, shards=shard_ids, shard_count=shard_count)
+        return True
+
+    return reaches
 
 
 def attachment_reader(

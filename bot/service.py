@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.ops import OpsServer
-from bot.platforms import PlatformStarter
+from bot.platforms import PlatformStarter, deliverable
 from bot.settings import Settings
 from bot.wiring import App, housekeeping, open_app
 from core.conversations import purge_periodically
@@ -34,7 +34,8 @@ async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_app(settings, role="service") as app, housekeeping(app):
+        reaches = deliverable(settings, starters)
+        async with open_app(settings, role="service", reaches=reaches) as app, housekeeping(app):
             ops = await _start_ops(settings, app) if settings.metrics_port else None
             waiting = _by_platform(app.resumptions, known=set(starters))
             for name in starters:

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from adapters.discord.config import DiscordSettings
 from adapters.slack.config import SlackSettings
+from core.leases import LEASE_RENEW_S, LEASE_TTL_S
 from core.money import usd_to_micros
 from core.providers.pricing import KNOWN_TEXT_PRICES, TokenPrice, parse_token_prices
 
@@ -180,6 +181,19 @@ class Settings(BaseSettings):
     """/healthz, /readyz and /metrics for ``run``; 0 turns the endpoint off."""
     metrics_host: str = "127.0.0.1"
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 20
+    lease_ttl_s: Annotated[float, Field(gt=0, le=3600)] = LEASE_TTL_S
+    """Seconds a process's lease on its work lasts unrenewed: a process silent this long is
+    presumed dead, and a live one takes its jobs over (docs/scaling.md)."""
+    lease_renew_s: Annotated[float, Field(gt=0, le=600)] = LEASE_RENEW_S
+    """Seconds between renewals of this process's leases (and take-over sweeps); below LEASE_TTL_S."""
+
+    @field_validator("lease_renew_s")
+    @classmethod
+    def _renewed_before_it_runs_out(cls, value: float, info: ValidationInfo) -> float:
+        ttl = info.data.get("lease_ttl_s")
+        if ttl is not None and value >= ttl:
+            raise ValueError(f"must be below LEASE_TTL_S ({ttl:g}), so a live process renews in time")
+        return value
 
     # --- conversations ------------------------------------------------------------------------
     history_days: Annotated[int, Field(ge=1, le=3650)] = 30

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +26,7 @@ from core.health import Readiness
 from core.idle import summarize_idle_periodically
 from core.jobs import JobStore
 from core.ledger import Ledger
-from core.parts import Intent
+from core.parts import Destination, Intent
 from core.studio import StudioStore
 
 log = logging.getLogger(__name__)
@@ -147,16 +147,16 @@ async def summarize_idle_conversations(app: App) -> None:
 
 @asynccontextmanager
 async def housekeeping(app: App) -> AsyncIterator[None]:
-    """Purge expired history and finished jobs now, then renew this process's leases (and
-    release expired holds), run the hourly purge and idle summaries in the background while the
-    block runs."""
+    """Purge expired history and finished jobs now, then renew this process's leases (taking
+    over dead processes' jobs and releasing expired holds), run the hourly purge and idle
+    summaries in the background while the block runs."""
     for store in _expiring(app):
         try:
             await store.purge(_history_kept(app))
         except Exception:
             log.exception("purge of %s failed; trying again in an hour", type(store).__name__)
     tasks = [
-        asyncio.create_task(app.ledger.leases.maintain(), name="leases"),
+        asyncio.create_task(app.engine.maintain(), name="leases and take-overs"),
         asyncio.create_task(purge_history(app), name="history purge"),
         asyncio.create_task(summarize_idle_conversations(app), name="idle summaries"),
     ]
@@ -169,9 +169,16 @@ async def housekeeping(app: App) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def open_app(settings: Settings, *, role: Role, clock: Clock | None = None) -> AsyncIterator[App]:
+async def open_app(
+    settings: Settings,
+    *,
+    role: Role,
+    clock: Clock | None = None,
+    reaches: Callable[[Destination | None], bool] | None = None,
+) -> AsyncIterator[App]:
     """Open the database, HTTP client and providers. Only the owner of unfinished work releases
-    its orphaned holds: a ``budget show`` next to a running bot must not touch the bot's holds."""
+    its orphaned holds: a ``budget show`` next to a running bot must not touch the bot's holds.
+    With ``reaches``, the service resumes only the unfinished jobs its adapters can deliver."""
     clock = clock or SystemClock()
     ledger = await Ledger.open(
         settings.database_url,
@@ -179,6 +186,8 @@ async def open_app(settings: Settings, *, role: Role, clock: Clock | None = None
         platform_limits={"discord-dm": settings.cost("discord_dm_budget")},
         member_cap=settings.member_cap(),
         clock=clock,
+        lease_ttl_s=settings.lease_ttl_s,
+        lease_renew_s=settings.lease_renew_s,
     )
     try:
         async with http_client(settings) as http:
@@ -191,7 +200,7 @@ async def open_app(settings: Settings, *, role: Role, clock: Clock | None = None
             )
             resumptions: list[Resumption] = []
             if role == "service":
-                resumptions = await engine.resume_unfinished()
+                resumptions = await engine.resume_unfinished(reaches=reaches)
                 await ledger.sweep_orphans(keep=[resumption.transaction_id for resumption in resumptions])
             elif role == "console":
                 await ledger.sweep_orphans(platform=CONSOLE_SCOPE.platform)

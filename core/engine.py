@@ -16,7 +16,8 @@ from core.context import current_request
 from core.conversations import ConversationStore
 from core.dashboard import DashboardLinks
 from core.generator import Generator, RequestAware
-from core.jobs import Job, JobStore, Resumption, resume_unfinished
+from core.handoff import Handoff
+from core.jobs import Job, JobStore, Resumption, resume_unfinished, take_over_abandoned
 from core.ledger import Hold, Ledger, Refusal
 from core.memory import remembering
 from core.outcomes import (
@@ -29,7 +30,7 @@ from core.outcomes import (
     release,
     settle,
 )
-from core.parts import Audio, Failure, GeneratorPart, Image, Intent, Part, Request
+from core.parts import Audio, Destination, Failure, GeneratorPart, Image, Intent, Part, Request
 from core.policy import Policies, judge, policies_for, switched_off
 from core.router import Classifier, Route, route_attached, route_by_rules, route_follow_up
 from core.run import RESTARTING, JobRun, RunServices
@@ -78,6 +79,8 @@ class Engine:
         self.admission = admission
         self.breakers = dict(breakers) if breakers else {intent: CircuitBreaker() for intent in Intent}
         self.jobs = jobs
+        self.handoff = Handoff()
+        """The running adapters that deliver jobs taken over from dead processes."""
         self.conversations = conversations
         """Where requests with a ``conversation`` find their history and are remembered."""
         self.policies = policies or policies_for(ledger.database)
@@ -138,13 +141,50 @@ class Engine:
         turn = StartTurn(self._starting)
         return self._tracked(request, self._handle(request, turn), turn)
 
-    async def resume_unfinished(self) -> list[Resumption]:
-        """Pick up the jobs a previous process left unfinished. Call once at start-up, before
-        ``Ledger.sweep_orphans(keep=...)`` with the returned transaction ids."""
+    async def resume_unfinished(
+        self, *, reaches: Callable[[Destination | None], bool] | None = None
+    ) -> list[Resumption]:
+        """Pick up the jobs a previous process left unfinished (with ``reaches``, only those this
+        process can deliver). Call once at start-up, before ``Ledger.sweep_orphans(keep=...)``
+        with the returned transaction ids."""
         if self.jobs is None:
             return []
         await self.ledger.leases.end_leases_of_gone_processes()
-        return await resume_unfinished(self.jobs, self.ledger, self.generators, run=self._resumed)
+        return await resume_unfinished(
+            self.jobs, self.ledger, self.generators, run=self._resumed, reaches=reaches
+        )
+
+    async def take_over_abandoned(self) -> int:
+        """Claim the jobs of processes that stopped renewing their leases, which a running
+        adapter here can deliver (``handoff``), and hand them to it; returns how many."""
+        if self.jobs is None:
+            return 0
+        resumptions = await take_over_abandoned(
+            self.jobs, self.ledger, self.generators, run=self._resumed, reaches=self.handoff.reaches
+        )
+        for resumption in resumptions:
+            if not self.handoff.deliver(resumption):  # its adapter closed since: the next start has it
+                await close(resumption.parts)
+                log.warning("job %s taken over, but no adapter is left to deliver it", resumption.request.id)
+        return len(resumptions)
+
+    async def tend(self) -> None:
+        """One round of upkeep: renew our leases, take over dead processes' jobs we can deliver,
+        then release the expired holds left (not paid work waiting for its platform)."""
+        leases = self.ledger.leases
+        await leases.renew()
+        await self.take_over_abandoned()
+        await leases.sweep(spare_jobs=True)
+
+    async def maintain(self) -> None:
+        """``tend`` every lease renewal interval (``Leases.renew_s``), until cancelled."""
+        every = self.ledger.leases.renew_s
+        while True:
+            await self.ledger.database.clock.sleep(every)
+            try:
+                await self.tend()
+            except Exception:
+                log.exception("lease upkeep or take-over failed; trying again in %.0f s", every)
 
     async def _tracked(
         self, request: Request, parts: AsyncIterator[Part], turn: StartTurn

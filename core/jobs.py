@@ -157,6 +157,15 @@ class JobStore:
             f"WHERE state IN ({marks}) ORDER BY created_at", tuple(state.value for state in UNFINISHED)
         )
 
+    async def abandoned(self, *, owner: str) -> list[Job]:
+        """Unfinished jobs whose hold's lease ran out, not ``owner``'s, oldest first."""
+        marks = ", ".join("?" * len(UNFINISHED))
+        return await self._select(
+            f"WHERE state IN ({marks}) AND transaction_id IN (SELECT id FROM transactions "
+            "WHERE status = 'held' AND lease_until < ? AND owner != ?) ORDER BY created_at",
+            (*(state.value for state in UNFINISHED), self._now(), owner),
+        )
+
     async def _select(self, where: str, params: tuple[object, ...]) -> list[Job]:
         rows = await self._database.fetchall(
             'SELECT id, scope, "user", intent, prompt, state, transaction_id, destination, checkpoint, '
@@ -251,10 +260,16 @@ ResumeRun = Callable[[Job, Hold, Callable[[], AsyncIterator[GeneratorPart]]], As
 
 
 async def resume_unfinished(
-    jobs: JobStore, ledger: Ledger, generators: Mapping[Intent, object], *, run: ResumeRun
+    jobs: JobStore,
+    ledger: Ledger,
+    generators: Mapping[Intent, object],
+    *,
+    run: ResumeRun,
+    reaches: Callable[[Destination | None], bool] | None = None,
 ) -> list[Resumption]:
     """Pick up the jobs a previous process left unfinished (see ``Engine.resume_unfinished``):
-    only those whose hold's lease ran out (their process is gone), never a live process's.
+    only those whose hold's lease ran out (their process is gone), never a live process's, and
+    with ``reaches``, only those this process can deliver.
 
     A job with a checkpoint is resumed from it (never resubmitted) and delivered to its
     destination; a delivered one is only charged; one that never reached its provider is
@@ -262,28 +277,74 @@ async def resume_unfinished(
     """
     resumptions: list[Resumption] = []
     for job in await jobs.unfinished():
-        request = job.request()
+        if reaches is not None and not reaches(job.destination):
+            continue
         hold = await ledger.hold_for(job.transaction_id)
-        generator = generators.get(job.intent)
         if hold is None:
             await jobs.advance(job.id, JobState.DONE, error="ledger closed before the restart")
-        elif not await ledger.leases.take_over(hold.transaction_id):
-            continue  # a live process is working on it
-        elif job.state is JobState.DELIVERED:
-            await settle(ledger, hold, hold.amount, job.intent)
-            await jobs.advance(job.id, JobState.DONE)
-        elif job.checkpoint and isinstance(generator, Resumable):
-            log.info("resuming job %s (%s) from its checkpoint", job.id, job.intent.value)
-            resume = partial(generator.resume, job.checkpoint, job.prompt, request)
-            resumptions.append(Resumption(request, job.transaction_id, run(job, hold, resume)))
-        else:
-            await ledger.refund(hold, note="restarted before the provider had the job")
-            await jobs.advance(job.id, JobState.REFUNDED, error="restarted before submission")
-            apology = failure(
-                job.intent,
-                "failed",
-                f"I restarted before your request for {WHAT[job.intent]} (“{job.prompt[:80]}”) "
-                "reached the provider. Nothing was charged; please ask again.",
-            )
-            resumptions.append(Resumption(request, job.transaction_id, single(apology)))
+        elif await ledger.leases.take_over(hold.transaction_id):
+            resumption = await _pick_up(job, hold, jobs, ledger, generators, run=run)
+            if resumption is not None:
+                resumptions.append(resumption)
+        # else: a live process is working on it
     return resumptions
+
+
+async def take_over_abandoned(
+    jobs: JobStore,
+    ledger: Ledger,
+    generators: Mapping[Intent, object],
+    *,
+    run: ResumeRun,
+    reaches: Callable[[Destination | None], bool],
+) -> list[Resumption]:
+    """While running: claim the unfinished jobs whose owner stopped renewing its lease (it died)
+    and that this process can deliver (``reaches``), and pick them up as a start would. Of several
+    live processes exactly one claims each job (``Leases.take_over``); our own jobs are never
+    claimed, even when a stalled loop let their lease lapse."""
+    resumptions: list[Resumption] = []
+    for job in await jobs.abandoned(owner=ledger.leases.owner):
+        if not reaches(job.destination):
+            continue
+        hold = await ledger.hold_for(job.transaction_id)
+        if hold is None or not await ledger.leases.take_over(hold.transaction_id):
+            continue  # settled meanwhile, or another live process claimed it first
+        log.warning(
+            "taking over job %s (%s) whose process stopped renewing its lease", job.id, job.intent.value
+        )
+        resumption = await _pick_up(job, hold, jobs, ledger, generators, run=run)
+        if resumption is not None:
+            resumptions.append(resumption)
+    return resumptions
+
+
+async def _pick_up(
+    job: Job,
+    hold: Hold,
+    jobs: JobStore,
+    ledger: Ledger,
+    generators: Mapping[Intent, object],
+    *,
+    run: ResumeRun,
+) -> Resumption | None:
+    """A job whose hold this process now owns: charge it if delivered, resume it from its
+    checkpoint, or refund it with an apology if the provider never had it."""
+    request = job.request()
+    generator = generators.get(job.intent)
+    if job.state is JobState.DELIVERED:
+        await settle(ledger, hold, hold.amount, job.intent)
+        await jobs.advance(job.id, JobState.DONE)
+        return None
+    if job.checkpoint and isinstance(generator, Resumable):
+        log.info("resuming job %s (%s) from its checkpoint", job.id, job.intent.value)
+        resume = partial(generator.resume, job.checkpoint, job.prompt, request)
+        return Resumption(request, job.transaction_id, run(job, hold, resume))
+    await ledger.refund(hold, note="restarted before the provider had the job")
+    await jobs.advance(job.id, JobState.REFUNDED, error="restarted before submission")
+    apology = failure(
+        job.intent,
+        "failed",
+        f"I restarted before your request for {WHAT[job.intent]} (“{job.prompt[:80]}”) "
+        "reached the provider. Nothing was charged; please ask again.",
+    )
+    return Resumption(request, job.transaction_id, single(apology))

@@ -73,11 +73,26 @@ def _ids(database: Database, ids: Collection[int]) -> object:
 
 class Leases:
     """The leases of this process's holds, in the ``owner`` and ``lease_until`` of each
-    transaction. ``renew`` must run every ``LEASE_RENEW_S`` (see ``maintain``)."""
+    transaction. ``renew`` must run every ``renew_s`` (see ``maintain``)."""
 
-    def __init__(self, database: Database, *, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        owner: str | None = None,
+        ttl_s: float = LEASE_TTL_S,
+        renew_s: float = LEASE_RENEW_S,
+    ) -> None:
+        if not 0 < renew_s < ttl_s:
+            raise ValueError(
+                f"leases must be renewed (every {renew_s} s) more often than they last ({ttl_s} s)"
+            )
         self._database = database
         self.owner = owner or new_owner()
+        self.ttl_s = ttl_s
+        """How long a lease lasts unrenewed (``LEASE_TTL_S`` by default)."""
+        self.renew_s = renew_s
+        """How often ``maintain`` renews and sweeps (``LEASE_RENEW_S`` by default)."""
         self._live: set[int] = set()
         _OWNERS_HERE.add(self.owner)
 
@@ -86,7 +101,7 @@ class Leases:
 
     def expiry(self) -> str:
         """When a lease taken or renewed now runs out."""
-        return (self._database.clock.utc() + timedelta(seconds=LEASE_TTL_S)).isoformat()
+        return (self._database.clock.utc() + timedelta(seconds=self.ttl_s)).isoformat()
 
     def track(self, transaction_id: int) -> None:
         """Keep renewing the lease of this hold (made or taken over by this process)."""
@@ -191,14 +206,14 @@ class Leases:
         return swept
 
     async def maintain(self) -> None:
-        """Renew this process's leases and release expired holds every ``LEASE_RENEW_S``
-        seconds, until cancelled."""
+        """Renew this process's leases and release expired holds every ``renew_s`` seconds,
+        until cancelled."""
         while True:
-            await self._database.clock.sleep(LEASE_RENEW_S)
+            await self._database.clock.sleep(self.renew_s)
             try:
                 await self.tend()
             except Exception:
-                log.exception("lease renewal or sweep failed; trying again in %.0f s", LEASE_RENEW_S)
+                log.exception("lease renewal or sweep failed; trying again in %.0f s", self.renew_s)
 
     async def tend(self) -> None:
         """One round of ``maintain``: renew ours, release expired holds (a failed refund's

@@ -33,7 +33,7 @@ from core.accounts import (
 )
 from core.clock import Clock
 from core.db import DEFAULT_BUSY_TIMEOUT_MS, Database, Row
-from core.leases import Leases
+from core.leases import LEASE_RENEW_S, LEASE_TTL_S, Leases
 from core.parts import Scope
 
 __all__ = [
@@ -127,13 +127,19 @@ class Ledger:
         member_cap: int | None = None,
         clock: Clock | None = None,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        lease_ttl_s: float = LEASE_TTL_S,
+        lease_renew_s: float = LEASE_RENEW_S,
     ) -> Ledger:
         """Open (creating and migrating) the database, for a ledger that closes it with itself.
         ``platform_limits`` overrides the default limit for every scope of a platform, e.g.
         ``{"discord-dm": 0}``; ``member_cap`` is each member's default monthly cap."""
         database = await Database.open(database_url, clock=clock, busy_timeout_ms=busy_timeout_ms)
         return cls(
-            database, default_limit=default_limit, platform_limits=platform_limits, member_cap=member_cap
+            database,
+            default_limit=default_limit,
+            platform_limits=platform_limits,
+            member_cap=member_cap,
+            leases=Leases(database, ttl_s=lease_ttl_s, renew_s=lease_renew_s),
         )
 
     def default_limit_for(self, scope: Scope) -> int:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from core.accounts import BudgetReport
 from core.engine import Engine
 from core.errors import GenerationError
-from core.jobs import JobStore
+from core.jobs import JobState, JobStore, Resumption
 from core.leases import LEASE_RENEW_S, LEASE_TTL_S, Leases
 from core.ledger import Hold, Ledger, Refusal
-from core.parts import Failure, GeneratorPart, Intent, Part, Request, Scope, Status
+from core.parts import Destination, Failure, GeneratorPart, Intent, Part, Request, Scope, Status
 from tests.clock import FakeClock, settle
 from tests.conftest import demo_engine
 from tests.test_jobs import SONG, SlowSong, song_engine, song_request
@@ -223,3 +224,174 @@ async def test_holds_of_a_process_on_this_host_that_no_longer_runs_are_released_
         }
     finally:
         await ledger.close()
+
+
+class Deliveries:
+    """An adapter's side of the hand-off: which destinations it reaches, and the parts of every
+    job handed to it, read to their end as an adapter would."""
+
+    def __init__(self, engine: Engine, *, platform: str = "discord") -> None:
+        self.platform = platform
+        self.delivered: list[list[Part]] = []
+        self._reading: list[asyncio.Task[None]] = []
+        self.arrived = asyncio.Event()
+        engine.handoff.open(platform, reaches=self.reaches, deliver=self.deliver)
+
+    def reaches(self, destination: Destination) -> bool:
+        return destination.platform == self.platform
+
+    def deliver(self, resumption: Resumption) -> None:
+        async def read() -> None:
+            self.delivered.append([part async for part in resumption.parts])
+
+        self._reading.append(asyncio.create_task(read()))
+        self.arrived.set()
+
+    async def done(self) -> list[list[Part]]:
+        await asyncio.gather(*self._reading)
+        return self.delivered
+
+
+async def a_song_whose_process_dies(a: Ledger) -> AsyncIterator[Part]:
+    """A's song, submitted (its checkpoint saved) and generating when A dies without a word."""
+    stream = song_engine(a, SlowSong()).handle(song_request())
+    while await anext(stream) != Status("Generating…"):
+        pass
+    await a.database.close()
+    return stream
+
+
+async def test_a_live_process_takes_over_a_dead_processs_song_and_delivers_it_once(database_url: str) -> None:
+    clock = FakeClock()
+    a, b = await two_processes(database_url, clock, limit=10_000_000)
+    stream = await a_song_whose_process_dies(a)
+    song = SlowSong()
+    survivor = song_engine(b, song)
+    deliveries = Deliveries(survivor)
+    try:
+        await clock.advance(LEASE_TTL_S - 1)
+        await survivor.tend()
+        assert deliveries.delivered == [] and (await b.report(SCOPE)).held == 50_000  # A's lease still runs
+        await clock.advance(2)
+        await survivor.tend()
+        [parts] = await deliveries.done()
+        assert parts[-1] == SONG
+        assert (song.submitted, song.resumed) == ([], [{"work_id": "work-1"}])  # resumed, never resubmitted
+        for _ in range(3):  # later rounds find nothing more to take over
+            await clock.advance(LEASE_RENEW_S)
+            await survivor.tend()
+        assert len(deliveries.delivered) == 1
+        report = await b.report(SCOPE)
+        assert (report.used, report.held, [row.status for row in report.recent]) == (50_000, 0, ["charged"])
+        job = await JobStore(b.database).get(song_request_id(report))
+        assert job is not None and job.state is JobState.DONE
+    finally:
+        with contextlib.suppress(ValueError):
+            await stream.aclose()  # type: ignore[attr-defined]
+        await b.close()
+
+
+def song_request_id(report: BudgetReport) -> str:
+    [row] = report.recent
+    return row.request_id
+
+
+async def test_of_two_live_processes_exactly_one_takes_a_dead_processs_job_over(database_url: str) -> None:
+    clock = FakeClock()
+    a = await Ledger.open(database_url, default_limit=10_000_000, clock=clock)
+    survivors = [await Ledger.open(database_url, default_limit=10_000_000, clock=clock) for _ in range(2)]
+    stream = await a_song_whose_process_dies(a)
+    engines = [song_engine(ledger, SlowSong()) for ledger in survivors]
+    deliveries = [Deliveries(engine) for engine in engines]
+    try:
+        await clock.advance(LEASE_TTL_S + 1)
+        await asyncio.gather(*(engine.tend() for engine in engines))
+        delivered = [await each.done() for each in deliveries]
+        assert sorted(len(parts) for parts in delivered) == [0, 1]
+        assert sum(len(engine.generators[Intent.SONG].resumed) for engine in engines) == 1  # type: ignore[attr-defined]
+        report = await survivors[0].report(SCOPE)
+        assert (report.used, report.held) == (50_000, 0)
+    finally:
+        with contextlib.suppress(ValueError):
+            await stream.aclose()  # type: ignore[attr-defined]
+        for ledger in survivors:
+            await ledger.close()
+
+
+async def test_a_process_leaves_a_dead_processs_job_it_cannot_deliver_and_its_money_held(
+    database_url: str,
+) -> None:
+    clock = FakeClock()
+    a, b = await two_processes(database_url, clock, limit=10_000_000)
+    stream = await a_song_whose_process_dies(a)
+    slack_only = song_engine(b, SlowSong())
+    deliveries = Deliveries(slack_only, platform="slack")  # the song was asked on Discord
+    try:
+        await clock.advance(LEASE_TTL_S + 1)
+        await slack_only.tend()
+        assert await deliveries.done() == []
+        assert (await b.report(SCOPE)).held == 50_000  # paid work: kept for a Discord process
+        discord = Deliveries(slack_only)  # a Discord adapter starts in that process
+        await slack_only.tend()
+        [parts] = await discord.done()
+        assert parts[-1] == SONG
+        assert (await b.report(SCOPE)).used == 50_000
+    finally:
+        with contextlib.suppress(ValueError):
+            await stream.aclose()  # type: ignore[attr-defined]
+        await b.close()
+
+
+async def test_a_process_never_takes_over_its_own_job_when_its_lease_lapsed(database_url: str) -> None:
+    clock = FakeClock()
+    ledger = await Ledger.open(database_url, default_limit=10_000_000, clock=clock)
+    song = SlowSong()
+    engine = song_engine(ledger, song)
+    deliveries = Deliveries(engine)
+    stream = engine.handle(song_request())
+    try:
+        while await anext(stream) != Status("Generating…"):
+            pass
+        await clock.advance(LEASE_TTL_S + 1)  # a stalled event loop: no renewal in time
+        await engine.tend()
+        assert await deliveries.done() == [] and song.resumed == []
+        song.finish.set()
+        assert [part async for part in stream][-1] == SONG
+        assert (await ledger.report(SCOPE)).used == 50_000
+    finally:
+        await ledger.close()
+
+
+async def test_lease_timings_are_the_processs_own(database_url: str) -> None:
+    clock = FakeClock()
+    a = await Ledger.open(database_url, default_limit=10_000_000, clock=clock, lease_ttl_s=3, lease_renew_s=1)
+    b = await Ledger.open(database_url, default_limit=10_000_000, clock=clock, lease_ttl_s=3, lease_renew_s=1)
+    stream = await a_song_whose_process_dies(a)
+    survivor = song_engine(b, SlowSong())
+    deliveries = Deliveries(survivor)
+    rounds: asyncio.Queue[None] = asyncio.Queue()
+    tend = survivor.tend
+
+    async def counted_tend() -> None:
+        await tend()
+        rounds.put_nowait(None)
+
+    survivor.tend = counted_tend  # type: ignore[method-assign]
+    maintenance = asyncio.create_task(survivor.maintain())
+    try:
+        await settle()
+        for _ in range(3):  # rounds at 1, 2 and 3 s: the lease runs until 3 s
+            await clock.advance(1)
+            await asyncio.wait_for(rounds.get(), 5)
+        assert deliveries.delivered == []
+        await clock.advance(1)  # the round at 4 s finds it expired
+        await asyncio.wait_for(rounds.get(), 5)
+        await asyncio.wait_for(deliveries.arrived.wait(), 5)
+        [parts] = await deliveries.done()
+        assert parts[-1] == SONG
+    finally:
+        maintenance.cancel()
+        await asyncio.gather(maintenance, return_exceptions=True)
+        with contextlib.suppress(ValueError):
+            await stream.aclose()  # type: ignore[attr-defined]
+        await b.close()

@@ -45,6 +45,7 @@ from adapters.discord.places import (
     interaction_scope,
     message_destination,
     message_scope,
+    on_shards,
     policy_channel,
     role_ids,
     snowflake,
@@ -186,6 +187,7 @@ class StudioClient(discord.AutoShardedClient):
         """Let running answers post their last words while the connection still works, then
         disconnect. (At shutdown the engine has already ended their streams.)"""
         self._set_ready(False)
+        self.engine.handoff.close(PLATFORM)
         await self.inflight.finish()
         await super().close()
 
@@ -235,6 +237,14 @@ class StudioClient(discord.AutoShardedClient):
             self.shard_count or 0,
         )
         self._deliver_resumptions()
+        # From now on, jobs of dead processes in the guilds of our shards are ours to finish.
+        self.engine.handoff.open(PLATFORM, reaches=self._reaches, deliver=self._deliver_taken_over)
+
+    def _reaches(self, destination: Destination) -> bool:
+        return on_shards(destination, shards=self.running_shards, shard_count=self.shard_count or 0)
+
+    def _deliver_taken_over(self, resumption: Resumption) -> None:
+        self.inflight.spawn(self._deliver(resumption), name=f"discord-resume-{resumption.request.id}")
 
     async def on_shard_ready(self, shard_id: int) -> None:
         self._shard_up(shard_id, True)

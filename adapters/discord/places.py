@@ -3,6 +3,7 @@ restart (destinations)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import discord
@@ -55,6 +56,15 @@ def interaction_destination(interaction: discord.Interaction[Any], *, message_id
         message=str(message_id) if message_id is not None else None,
         extra={"guild": str(interaction.guild_id or ""), "user": str(interaction.user.id)},
     )
+
+
+def on_shards(destination: Destination, *, shards: Collection[int], shard_count: int) -> bool:
+    """Whether ``destination`` is a Discord one whose guild is on one of ``shards`` of
+    ``shard_count``, by Discord's rule ``(guild_id >> 22) % shard_count`` (DMs are on shard 0)."""
+    if destination.platform != PLATFORM or shard_count < 1:
+        return False
+    guild_id = snowflake(destination.extra.get("guild"))
+    return ((guild_id >> 22) % shard_count if guild_id else 0) in shards
 
 
 def snowflake(text: str | None) -> int | None:

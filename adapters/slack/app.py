@@ -133,8 +133,11 @@ class SlackBot:
         await self.start()
         try:
             self.resume(resumptions)
+            # From now on, Slack jobs of dead replicas are ours to finish too: any replica can post.
+            self._engine.handoff.open(PLATFORM, reaches=_deliverable, deliver=lambda job: self.resume([job]))
             await asyncio.Event().wait()
         finally:
+            self._engine.handoff.close(PLATFORM)
             await self.stop()
 
     async def start(self) -> None:
@@ -582,3 +585,8 @@ async def _after(first: Part, rest: AsyncIterator[Part]) -> AsyncIterator[Part]:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("Slack request handling failed", exc_info=error)
+
+
+def _deliverable(destination: Destination) -> bool:
+    """A Slack thread (or message to start one under) that any replica of this app can post in."""
+    return destination.platform == PLATFORM and bool(destination.thread or destination.message)
