@@ -106,3 +106,18 @@ async def test_a_reference_that_cannot_be_used_is_refused_privately_without_char
     assert fake.cdn_requests == fetched
     assert fake_bfl.requests("/v1/flux-kontext-pro") == [] and fake_bfl.requests("/v1/flux-pro-1.1") == []
     assert (await ledger.report(Scope("discord", fake.guild_id))).recent == []
+
+
+async def test_flags_typed_in_a_mention_reach_the_provider_like_imagines(
+    fake: FakeDiscord, start_bot: StartBot, ledger: Ledger, fake_bfl: FakeBfl, http: httpx.AsyncClient
+) -> None:
+    await start_bot(studio_engine(ledger, image=bfl(fake_bfl, http)))
+
+    await fake.mention("draw a lighthouse --ar 16:9 --seed 7", author=ALICE)
+    await fake.wait_until(lambda: any(m.current.custom_ids for m in fake.channel_messages()))
+
+    [drawn] = fake_bfl.requests("/v1/flux-pro-1.1")
+    assert (drawn.body["prompt"], drawn.body["seed"]) == ("a lighthouse", 7)
+    assert drawn.body["width"] / drawn.body["height"] > 1.7
+    [message] = [m for m in fake.channel_messages() if m.current.custom_ids]
+    assert message.current.embeds[0]["title"].endswith("· seed 7")
