@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import httpx
 
@@ -184,6 +184,56 @@ async def attach(
     except AttachmentRefused as refused:
         return failure(request.intent, "invalid", f"{refused} {NOTHING_CHARGED}")
     return replace(request, attachments=attachments)
+
+
+NOT_A_PICTURE = "the reference must be a PNG, JPEG or WebP image"
+
+
+async def attach_reference(
+    reader: AttachmentReader | None, request: Request, ref: AttachmentRef
+) -> Request | Failure:
+    """``request`` (an image request) starting from the picture ``ref`` points to, or the
+    ``Failure`` saying why it can't (nothing is reserved yet, so nothing is charged)."""
+    if reader is None:
+        return failure(
+            request.intent,
+            "invalid",
+            "Reading attachments is switched off on this bot, so I can't use the reference picture. "
+            + NOTHING_CHARGED,
+        )
+    if kind_of(ref) != "image":
+        refusal = f"`{ref.name}` isn't a picture: {NOT_A_PICTURE}. {NOTHING_CHARGED}"
+        return failure(request.intent, "invalid", refusal)
+    try:
+        picture = await reader.read(ref)
+    except AttachmentRefused as refused:
+        return failure(request.intent, "invalid", f"{refused} {NOTHING_CHARGED}")
+    return replace(request, attachments=(picture,))
+
+
+def read_local_picture(typed: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> ImageAttachment:
+    """A picture from this machine's disk (the console's ``/imagine --ref PATH``): size capped
+    before reading, and checked by its magic bytes. Blocking. Raises ``AttachmentRefused``."""
+    path = Path(typed).expanduser()
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise AttachmentRefused(f"I can't find the file `{path}`.") from None
+    if not path.is_file():
+        raise AttachmentRefused(f"`{path}` isn't a file.")
+    if size > max_bytes:
+        raise AttachmentRefused(_too_large(path.name, max_bytes))
+    try:
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as error:
+        raise AttachmentRefused(f"I couldn't read `{path}` ({type(error).__name__}).") from None
+    if len(data) > max_bytes:  # it grew since it was measured
+        raise AttachmentRefused(_too_large(path.name, max_bytes))
+    mime_type = sniff(data, "image")
+    if mime_type is None:
+        raise AttachmentRefused(f"`{path.name}` isn't a picture: {NOT_A_PICTURE}.")
+    return ImageAttachment(data=data, mime_type=mime_type, name=path.name)
 
 
 def described(attachments: Sequence[Attachment]) -> str:

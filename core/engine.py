@@ -35,7 +35,7 @@ from core.policy import Policies, judge, policies_for, switched_off
 from core.router import Classifier, Route, route_attached, route_by_rules, route_follow_up
 from core.run import RESTARTING, JobRun, RunServices
 from core.streams import close, closing_stream, single
-from core.studio import StudioStore, delivered, with_attached_source
+from core.studio import BadOption, StudioStore, delivered, typed_options, with_attached_source
 
 __all__ = ["RESTARTING", "SUSPEND_GRACE_S", "Engine", "Resumption", "budget_refusal"]
 
@@ -309,6 +309,16 @@ class Engine:
             )
             return
         if route.intent is Intent.IMAGE:
+            if request.studio is None:  # a mention: its flags are read as /imagine reads them
+                try:
+                    prompt, options = typed_options(request.text, route.prompt)
+                except BadOption as bad:
+                    yield failure(route.intent, "invalid", str(bad))
+                    return
+                if not prompt:
+                    yield failure(route.intent, "invalid", usage_hint(route.intent))
+                    return
+                route, request = replace(route, prompt=prompt), replace(request, studio=options)
             request = with_attached_source(request)
         generator = self.generators[route.intent]
         estimate = generator.estimate(route.prompt)

@@ -78,16 +78,23 @@ def parse_action_id(text: str) -> tuple[Action, str] | None:
 
 # --- /imagine flags ---------------------------------------------------------------------------
 
-_FLAG = re.compile(r"(?:^|\s)--(ar|aspect|seed)(?:\s+|=)(\S*)", re.IGNORECASE)
+_FLAG = re.compile(r'(?:^|\s)--(ar|aspect|seed|ref)(?:\s+|=)("[^"]*"|\S*)', re.IGNORECASE)
+REFERENCE_ELSEWHERE = (
+    "`--ref` reads a file on the bot's own computer, so it only works in the console. Here, attach "
+    "the picture instead: on Discord, /imagine's `reference` option; on Slack, mention me with the "
+    "picture attached and say what to make of it. Nothing was charged."
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ImagePrompt:
-    """A prompt with its ``--ar``/``--seed`` flags read off."""
+    """A prompt with its ``--ar``/``--seed``/``--ref`` flags read off."""
 
     prompt: str
     aspect: str | None = None
     seed: int | None = None
+    reference: str | None = None
+    """``--ref PATH`` as typed (quotes removed): a picture to start from, read by the console."""
 
 
 class BadOption(ValueError):
@@ -95,13 +102,16 @@ class BadOption(ValueError):
 
 
 def parse_image_prompt(text: str) -> ImagePrompt:
-    """Read ``--ar 16:9`` (or ``--aspect``) and ``--seed 42`` anywhere in ``text``; raise
-    ``BadOption`` with a message for the person on a bad value or a flag given twice."""
+    """Read ``--ar 16:9`` (or ``--aspect``), ``--seed 42`` and ``--ref PATH`` anywhere in
+    ``text``; raise ``BadOption`` with a message for the person on a bad value or a flag given
+    twice."""
     aspect: str | None = None
     seed: int | None = None
+    reference: str | None = None
     seen: set[str] = set()
     for match in _FLAG.finditer(text):
-        name = "seed" if match.group(1).lower() == "seed" else "ar"
+        word = match.group(1).lower()
+        name = "ar" if word == "aspect" else word
         value = match.group(2)
         if name in seen:
             raise BadOption(f"`--{name}` was given twice. Nothing was charged.")
@@ -113,6 +123,10 @@ def parse_image_prompt(text: str) -> ImagePrompt:
                     "Nothing was charged."
                 )
             aspect = value
+        elif name == "ref":
+            reference = value.strip('"')
+            if not reference:
+                raise BadOption("`--ref` needs the path of a picture. Nothing was charged.")
         else:
             if not value.isdigit() or int(value) > MAX_SEED:
                 raise BadOption(
@@ -121,7 +135,28 @@ def parse_image_prompt(text: str) -> ImagePrompt:
                 )
             seed = int(value)
     prompt = " ".join(_FLAG.sub(" ", text).split())
-    return ImagePrompt(prompt, aspect, seed)
+    return ImagePrompt(prompt, aspect, seed, reference)
+
+
+def without_reference(text: str) -> tuple[str, str | None]:
+    """``text`` without its ``--ref PATH`` flag, and that path (``None`` when there is none);
+    the other flags stay for the dispatcher. Raises ``BadOption`` like ``parse_image_prompt``."""
+    reference = parse_image_prompt(text).reference
+    kept = [match for match in _FLAG.finditer(text) if match.group(1).lower() == "ref"]
+    for match in reversed(kept):
+        text = text[: match.start()] + " " + text[match.end() :]
+    return " ".join(text.split()), reference
+
+
+def typed_options(text: str, prompt: str) -> tuple[str, StudioWork]:
+    """The flags typed in a mention routed to an image ("@bot draw a lighthouse --ar 16:9 --seed
+    7"): ``prompt`` (the routed subject) without them, and the options they ask for. The flags are
+    read from ``text``, the words as typed, in case routing rephrased the subject. Raises
+    ``BadOption`` like ``/imagine``, and for ``--ref`` (a file only the console can read)."""
+    typed = parse_image_prompt(text)
+    if typed.reference is not None:
+        raise BadOption(REFERENCE_ELSEWHERE)
+    return parse_image_prompt(prompt).prompt, StudioWork(aspect=typed.aspect, seed=typed.seed)
 
 
 def with_attached_source(request: Request) -> Request:

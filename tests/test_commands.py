@@ -112,3 +112,18 @@ async def test_forget_all_is_for_admins_and_direct_messages(ledger: Ledger) -> N
         await reply(commands, "forget", "all", direct=True)
         == "Forgot every conversation here (1 message deleted)."
     )
+
+
+async def test_a_reference_path_outside_the_console_says_how_to_attach_the_picture(ledger: Ledger) -> None:
+    """Slack's slash commands carry no files (and the console reads ``--ref`` itself, before
+    dispatching), so ``--ref`` reaching the dispatcher is explained, not drawn as words."""
+    commands = dispatcher(ledger)
+
+    answer = await reply(commands, "imagine", "the harbour at night --ref harbour.png")
+    assert answer.startswith("`--ref` reads a file on the bot's own computer")
+    assert "on Slack, mention me with the picture attached" in answer and "Nothing was charged." in answer
+    usage = await reply(commands, "imagine")
+    assert (
+        usage.startswith("Usage: `/imagine PROMPT") and "on Discord, fill in /imagine's `reference`" in usage
+    )
+    assert (await ledger.report(SCOPE)).recent == []

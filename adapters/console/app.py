@@ -8,27 +8,40 @@ import asyncio
 import contextlib
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from adapters.console.surface import ConsoleSurface
+from core.attachments import MAX_IMAGE_BYTES, NOTHING_CHARGED, AttachmentRefused, read_local_picture
 from core.commands.dispatcher import CommandContext, Dispatcher, Reply
 from core.engine import Engine
 from core.parts import Access, Request, Scope
 from core.render import render
+from core.studio import BadOption, without_reference
 
 CONSOLE_SCOPE = Scope("console", "local")
 CONSOLE_USER = "console"
 CONSOLE_CONVERSATION = "console:local"
 """The terminal is one long conversation, remembered across runs until ``/forget``."""
+CONSOLE_HELP = "• `/imagine PROMPT --ref PATH`: start from a picture on this computer\n• `/quit`: leave"
 BANNER = "Studio bot: type a request, or /help for commands. Ctrl-D or /quit to leave."
 
 
 class ConsoleChat:
     """One console user (an admin of scope ``console:local``) talking to the engine."""
 
-    def __init__(self, engine: Engine, *, out: TextIO, media_dir: Path, echo: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        out: TextIO,
+        media_dir: Path,
+        echo: bool,
+        max_reference_bytes: int = MAX_IMAGE_BYTES,
+    ) -> None:
         self._engine = engine
+        self._max_reference_bytes = max_reference_bytes
         self._out = out
         self._media_dir = media_dir
         self._echo = echo
@@ -56,10 +69,27 @@ class ConsoleChat:
         name, _, args = line[1:].partition(" ")
         if name.lower() in ("quit", "exit"):
             return False
+        reference: str | None = None
+        if name.lower() == "imagine":
+            try:
+                args, reference = without_reference(args)
+            except BadOption as bad:
+                self._print(str(bad))
+                return True
         context = CommandContext(**self._where(), admin=True)
         outcome = await self._commands.dispatch(name, args, context)
+        if isinstance(outcome, Request) and reference is not None:
+            try:
+                picture = await asyncio.to_thread(
+                    read_local_picture, reference, max_bytes=self._max_reference_bytes
+                )
+            except AttachmentRefused as refused:
+                self._print(f"{refused} {NOTHING_CHARGED}")
+                return True
+            outcome = replace(outcome, attachments=(picture,))
         if isinstance(outcome, Reply):
-            self._print(outcome.text + ("\n• `/quit`: leave" if name.lower() == "help" else ""))
+            extra = f"\n{CONSOLE_HELP}" if name.lower() == "help" else ""
+            self._print(outcome.text + extra)
         else:
             await self._ask(outcome)
         return True

@@ -59,7 +59,7 @@ from adapters.discord.surface import (
 )
 from adapters.discord.surface import PACE as DISCORD_PACE
 from core import studio
-from core.attachments import AttachmentReader, AttachmentRef, attach
+from core.attachments import AttachmentReader, AttachmentRef, attach, attach_reference
 from core.clock import Clock
 from core.commands import Command
 from core.commands.dispatcher import CommandContext, Dispatcher, Reply
@@ -361,8 +361,16 @@ class StudioClient(discord.AutoShardedClient):
 
     # --- slash commands -----------------------------------------------------------------------------
 
-    async def _invoke(self, interaction: discord.Interaction[Any], command: Command, text: str) -> None:
-        """A slash command: the core answers it, or hands back a request to render here."""
+    async def _invoke(
+        self,
+        interaction: discord.Interaction[Any],
+        command: Command,
+        text: str,
+        files: tuple[AttachmentRef, ...] = (),
+    ) -> None:
+        """A slash command: the core answers it, or hands back a request to render here. A file
+        given with it (``/imagine``'s reference) is read from Discord's CDN first; a refusal is
+        private and costs nothing."""
         scope = interaction_scope(interaction)
         direct = scope.platform == DM_PLATFORM
         conversation = None
@@ -385,6 +393,12 @@ class StudioClient(discord.AutoShardedClient):
             embed = discord.Embed(description=outcome.text, colour=COLOURS[MessageState.DONE])
             await interaction.response.send_message(embed=embed, ephemeral=outcome.private)
             return
+        for file in files[:1]:  # the catalogue's commands take one file at most
+            referenced = await attach_reference(self.attachments, outcome, file)
+            if isinstance(referenced, Failure):
+                await interaction.response.send_message(embed=_notice(referenced.message), ephemeral=True)
+                return
+            outcome = referenced
         await self._generate(interaction, outcome)
 
     async def _generate(

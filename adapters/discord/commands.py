@@ -12,10 +12,12 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from core.attachments import AttachmentRef
 from core.commands import Argument, ArgumentKind, Command
 
-Invoke = Callable[[discord.Interaction[Any], Command, str], Awaitable[None]]
-"""Called with the top-level command and the text a person would have typed after its name."""
+Invoke = Callable[[discord.Interaction[Any], Command, str, tuple[AttachmentRef, ...]], Awaitable[None]]
+"""Called with the top-level command, the text a person would have typed after its name, and the
+files given in its attachment options (not downloaded yet)."""
 
 _ANNOTATIONS: dict[ArgumentKind, type] = {
     ArgumentKind.TEXT: str,
@@ -25,6 +27,7 @@ _ANNOTATIONS: dict[ArgumentKind, type] = {
     ArgumentKind.ROLE: discord.Role,
     ArgumentKind.CHANNEL: app_commands.AppCommandChannel,
     ArgumentKind.CHOICE: str,
+    ArgumentKind.ATTACHMENT: discord.Attachment,
 }
 
 
@@ -79,7 +82,7 @@ def _command(
     installs: app_commands.AppInstallationType | None = None,
 ) -> app_commands.Command[Any, ..., None]:
     async def callback(interaction: discord.Interaction[Any], **values: Any) -> None:
-        await invoke(interaction, top, _as_text(command.arguments, values, words))
+        await invoke(interaction, top, _as_text(command.arguments, values, words), _files(command, values))
 
     # discord.py reads a command's options from its callback's signature.
     callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -126,6 +129,8 @@ def _as_text(arguments: tuple[Argument, ...], values: dict[str, Any], words: tup
     parts = list(words)
     for argument in arguments:
         value = values.get(argument.name)
+        if argument.kind is ArgumentKind.ATTACHMENT:
+            continue  # files travel beside the text (see ``_files``)
         if argument.kind is ArgumentKind.FLAG:
             if value:
                 parts.append(argument.name)
@@ -134,6 +139,16 @@ def _as_text(arguments: tuple[Argument, ...], values: dict[str, Any], words: tup
         elif value:
             parts.append(_word(argument.kind, value))
     return " ".join(parts)
+
+
+def _files(command: Command, values: dict[str, Any]) -> tuple[AttachmentRef, ...]:
+    """The files given in ``command``'s attachment options, as Discord announces them."""
+    return tuple(
+        AttachmentRef(url=item.url, name=item.filename, size=item.size, content_type=item.content_type or "")
+        for argument in command.arguments
+        if argument.kind is ArgumentKind.ATTACHMENT
+        and isinstance(item := values.get(argument.name), discord.Attachment)
+    )
 
 
 def _word(kind: ArgumentKind, value: Any) -> str:

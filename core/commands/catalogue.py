@@ -27,6 +27,9 @@ class ArgumentKind(enum.Enum):
     """A channel, written ``<#789>`` (Slack: ``<#C123|general>``); a channel option on Discord."""
     CHOICE = "choice"
     """One of the argument's ``choices``; Discord offers them as a list."""
+    ATTACHMENT = "attachment"
+    """A file: an attachment option on Discord. Slash commands elsewhere carry no files (the
+    console reads ``--ref PATH`` instead; Slack takes a mention with the file attached)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,9 @@ _ASPECT = Argument(
     "aspect", "Shape: 1:1, 4:3, 3:4, 16:9, 9:16 or 21:9", ArgumentKind.CHOICE, False, ASPECTS, flag="--ar"
 )
 _SEED = Argument("seed", "A seed (whole number) to reproduce an image", required=False, flag="--seed")
+_REFERENCE = Argument(
+    "reference", "A picture to start from (PNG, JPEG or WebP)", ArgumentKind.ATTACHMENT, required=False
+)
 _STRENGTH = Argument(
     "strength", "How far from the image: subtle or strong", ArgumentKind.CHOICE, False, ("subtle", "strong")
 )
@@ -100,7 +106,7 @@ COMMANDS: tuple[Command, ...] = (
         usage="/imagine PROMPT [--ar 16:9] [--seed 42]",
         description="draw an image",
         intent=Intent.IMAGE,
-        arguments=(_PROMPT, _ASPECT, _SEED),
+        arguments=(_PROMPT, _ASPECT, _SEED, _REFERENCE),
     ),
     Command(
         name="song",
@@ -322,4 +328,13 @@ def usage_hint(intent: Intent | None) -> str:
     command = command_for(intent) if intent else None
     if command is None:
         return "Tell me what you'd like: a picture, a song, some research or just a question.\n" + help_text()
-    return f"Usage: `{command.usage}`: {command.description}. Please add a prompt."
+    hint = f"Usage: `{command.usage}`: {command.description}. Please add a prompt."
+    return hint + REFERENCE_HINT if intent is Intent.IMAGE else hint
+
+
+REFERENCE_HINT = (
+    "\nTo start from a picture of your own: on Discord, fill in /imagine's `reference` option; on "
+    "Slack, mention me with the picture attached and say what to make of it (slash commands carry "
+    "no files there); in the console, add `--ref PATH`."
+)
+"""How each surface takes a reference picture, said wherever ``/imagine`` explains itself."""

@@ -20,7 +20,16 @@ from core.dashboard import DashboardLinks, LinkRefused
 from core.ledger import Ledger
 from core.parts import Access, Destination, Intent, Request, Scope, StudioWork
 from core.policy import SWITCHED_OFF_HERE, Policies, not_admitted, policies_for, switched_off
-from core.studio import Action, BadOption, Removal, StudioStore, action_id, parse_image_prompt, press
+from core.studio import (
+    REFERENCE_ELSEWHERE,
+    Action,
+    BadOption,
+    Removal,
+    StudioStore,
+    action_id,
+    parse_image_prompt,
+    press,
+)
 
 NO_CONVERSATION = "I can only summarize a conversation I'm part of: ask in a thread where I've answered."
 BudgetAudience = Literal["admins", "everyone"]
@@ -146,6 +155,8 @@ class Dispatcher:
                 options = parse_image_prompt(text)
             except BadOption as bad:
                 return Reply(str(bad))
+            if options.reference is not None:
+                return Reply(REFERENCE_ELSEWHERE)
             if not options.prompt:
                 return Reply(usage_hint(intent))
             text = options.prompt

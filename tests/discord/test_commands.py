@@ -250,13 +250,14 @@ async def test_slash_commands_are_synced_per_guild_or_globally(
     assert [choice["value"] for choice in state["choices"]] == ["on", "off"]
     assert (channel["name"], channel["type"], channel.get("required", False)) == ("channel", 7, False)
     assert commands["imagine"]["options"][0]["name"] == "prompt"
-    aspect, seed = commands["imagine"]["options"][1:]
+    aspect, seed, reference = commands["imagine"]["options"][1:]
     assert (aspect["name"], seed["name"], aspect.get("required"), seed.get("required")) == (
         "aspect",
         "seed",
         False,
         False,
     )
+    assert (reference["name"], reference["type"], reference.get("required")) == ("reference", 11, False)
     assert [choice["value"] for choice in aspect["choices"]] == ["1:1", "4:3", "3:4", "16:9", "9:16", "21:9"]
     assert commands["imagine"]["contexts"] == [0], "guild only while DMs are off"
 

@@ -152,3 +152,19 @@ async def test_a_failed_delivery_is_reported_in_the_thread_and_the_paid_image_is
     # The provider made (and billed) the image before the upload failed (issue 15, item 1).
     assert (report.used, report.held) == (IMAGE_COST, 0)
     assert [row.status for row in report.recent] == ["charged"]
+
+
+async def test_imagine_explains_that_a_reference_picture_comes_with_a_mention_on_slack(
+    start_http: StartHttp, engine: Engine, ledger: Ledger, slack: FakeSlack
+) -> None:
+    harness = await start_http(engine)
+    await harness.command("imagine", "the harbour at night --ref harbour.png")
+    await harness.command("imagine", "")
+
+    ref, usage = (reply["text"] for reply in slack.responses)
+    assert all(reply["response_type"] == "ephemeral" for reply in slack.responses)
+    assert ref.startswith("`--ref` reads a file on the bot's own computer")
+    assert "on Slack, mention me with the picture attached" in ref and "Nothing was charged." in ref
+    assert "on Slack, mention me with the picture attached" in usage
+    assert slack.calls_to("chat.postMessage") == [] and slack.files == {}
+    assert (await ledger.report(SCOPE)).recent == []
