@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
 
 from core.conversations import ConversationStore
@@ -24,6 +26,8 @@ from core.ledger import Ledger
 from core.money import usd_to_micros
 from core.parts import Intent
 from tests import pg
+from tests.fakes.fake_bfl import FakeBfl
+from tests.fakes.fake_openai import FakeOpenAI
 
 IMAGE_COST = usd_to_micros("0.04")
 SONG_COST = usd_to_micros("0.05")
@@ -86,3 +90,40 @@ def demo_engine(ledger: Ledger) -> Engine:
 @pytest.fixture
 def engine(ledger: Ledger) -> Engine:
     return demo_engine(ledger)
+
+
+# --- fakes of the providers, at the wire ---------------------------------------------------------
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+        yield client
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+def openai_client(fake_openai: FakeOpenAI, http: httpx.AsyncClient) -> openai.AsyncOpenAI:
+    """The real SDK on the shared client; no SDK retries unless a test asks for them."""
+    return openai.AsyncOpenAI(
+        api_key="sk-test", base_url=fake_openai.base_url, http_client=http, max_retries=0
+    )
+
+
+@pytest.fixture
+async def fake_bfl() -> AsyncIterator[FakeBfl]:
+    fake = FakeBfl()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()

@@ -30,12 +30,6 @@ async def cdn() -> AsyncIterator[FakeDiscord]:
         yield server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
-
-
 def reader(http: httpx.AsyncClient, **limits: int) -> AttachmentReader:
     return AttachmentReader.of(http, hosts=["127.0.0.1"], service="Discord", **limits)
 

@@ -4,7 +4,6 @@ sent to a chat model behind a fake OpenAI server."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
 import httpx
 import openai
@@ -27,22 +26,6 @@ GREEN, RED = 0x1F8B4C, 0xE74C3C
 PRICE = TokenPrice(input=150_000, output=600_000)
 PNG = b"\x89PNG\r\n\x1a\n" + b"a lighthouse, drawn small" * 10
 NOTES = "Lighthouse log\n\nThe lamp was lit at 18:40 and the fog horn sounded twice.\n"
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 def engine(ledger: Ledger, fake_openai: FakeOpenAI, http: httpx.AsyncClient, vision: VisionSetting) -> Engine:

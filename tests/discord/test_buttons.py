@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
-import pytest
 from PIL import Image as PILImage
 
 from core.attachments import AttachmentReader
@@ -19,12 +17,12 @@ from core.engine import Engine
 from core.generator import Generator
 from core.ledger import Ledger
 from core.parts import Intent, Scope
-from core.providers import BflImageGenerator, RetryPolicy
+from core.providers import BflImageGenerator
 from core.studio import Action, OperationPrices, StudioStore, action_id, parse_action_id
 from tests.clock import FakeClock
 from tests.conftest import DEFAULT_LIMIT, IMAGE_COST, SONG_COST
 from tests.discord.conftest import StartBot, settled_report
-from tests.fakes.fake_bfl import JPEG, KEY, FakeBfl
+from tests.fakes.fake_bfl import JPEG, FakeBfl, bfl_images
 from tests.fakes.fake_discord import EPHEMERAL, FakeDiscord, FakeInteraction, FakeMessage
 from tests.providers.conftest import InstantClock
 
@@ -46,36 +44,8 @@ def studio_engine(ledger: Ledger, *, image: Generator | None = None) -> Engine:
     )
 
 
-@pytest.fixture
-async def fake_bfl() -> AsyncIterator[FakeBfl]:
-    server = FakeBfl()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
-        yield client
-
-
 def bfl(fake_bfl: FakeBfl, http: httpx.AsyncClient) -> BflImageGenerator:
-    return BflImageGenerator(
-        http=http,
-        clock=InstantClock(),
-        api_url=fake_bfl.base_url,
-        api_key=KEY,
-        model="flux-pro-1.1",
-        width=1024,
-        height=768,
-        timeout_s=120,
-        cost=IMAGE_COST,
-        policy=RetryPolicy(attempts=1),
-        prices=PRICES,
-    )
+    return bfl_images(fake_bfl, http, cost=IMAGE_COST, prices=PRICES, clock=InstantClock())
 
 
 def scope_of(fake: FakeDiscord) -> Scope:

@@ -6,7 +6,6 @@ privately and costs nothing."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -20,22 +19,6 @@ from tests.fakes.fake_bfl import JPEG, FakeBfl
 from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
 
 Json = dict[str, object]
-
-
-@pytest.fixture
-async def fake_bfl() -> AsyncIterator[FakeBfl]:
-    server = FakeBfl()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
-        yield client
 
 
 def cdn(http: httpx.AsyncClient, **limits: int) -> AttachmentReader:

@@ -7,8 +7,12 @@ import binascii
 from collections import deque
 from typing import Any
 
+import httpx
 from aiohttp import web
 
+from core.clock import Clock
+from core.providers import BflImageGenerator, RetryPolicy
+from core.studio import OperationPrices
 from tests.fakes.provider_server import ProviderServer, Reply, take
 
 KEY = "bfl-test-key"
@@ -101,3 +105,28 @@ def _invalid(model: str, body: dict[str, Any]) -> str | None:
             if not isinstance(value, int) or value % 32 or not 256 <= value <= 1440:
                 return f"{side} must be a multiple of 32 from 256 to 1440"
     return None
+
+
+def bfl_images(
+    fake: FakeBfl,
+    http: httpx.AsyncClient,
+    *,
+    cost: int,
+    prices: OperationPrices,
+    clock: Clock,
+    attempts: int = 1,
+) -> BflImageGenerator:
+    """The real BFL generator pointed at ``fake``: flux-pro-1.1 at 1024×768, operations at ``prices``."""
+    return BflImageGenerator(
+        http=http,
+        clock=clock,
+        api_url=fake.base_url,
+        api_key=KEY,
+        model="flux-pro-1.1",
+        width=1024,
+        height=768,
+        timeout_s=120,
+        cost=cost,
+        policy=RetryPolicy(attempts=attempts),
+        prices=prices,
+    )

@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-import httpx
-import openai
 import pytest
 
 from core.engine import Engine
@@ -17,8 +15,6 @@ from core.parts import Checkpoint, Failure, GeneratorPart, Intent, Part, Request
 from core.providers import RetryPolicy
 from core.router import Classifier
 from tests.conftest import demo_engine
-from tests.fakes.fake_bfl import FakeBfl
-from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.fake_songs import FakeSunoApi, FakeUdio
 
 SCOPE = Scope("test", "guild")
@@ -95,40 +91,6 @@ def engine_with(
 @pytest.fixture
 def clock() -> InstantClock:
     return InstantClock()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
-        yield client
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-def openai_client(fake_openai: FakeOpenAI, http: httpx.AsyncClient) -> openai.AsyncOpenAI:
-    """The real SDK on the shared client; no SDK retries unless a test asks for them."""
-    return openai.AsyncOpenAI(
-        api_key="sk-test", base_url=fake_openai.base_url, http_client=http, max_retries=0
-    )
-
-
-@pytest.fixture
-async def fake_bfl() -> AsyncIterator[FakeBfl]:
-    fake = FakeBfl()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from core.ledger import Ledger
 from core.parts import Access, Image, Intent, Part, Request, StudioWork
 from core.providers import BflImageGenerator, OpenAIImageGenerator
 from core.studio import Action, OperationPrices, action_id, press
-from tests.fakes.fake_bfl import JPEG, KEY, FakeBfl
+from tests.fakes.fake_bfl import JPEG, KEY, FakeBfl, bfl_images
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.provider_server import Reply
 from tests.providers.conftest import POLICY, SCOPE, InstantClock, engine_with
@@ -55,19 +55,7 @@ async def press_and_run(engine: Engine, action: Action, image: Image, **extra: o
 
 
 def bfl(fake: FakeBfl, http: httpx.AsyncClient, clock: InstantClock) -> BflImageGenerator:
-    return BflImageGenerator(
-        http=http,
-        clock=clock,
-        api_url=fake.base_url,
-        api_key=KEY,
-        model="flux-pro-1.1",
-        width=1024,
-        height=768,
-        timeout_s=120,
-        cost=COST,
-        policy=POLICY,
-        prices=PRICES,
-    )
+    return bfl_images(fake, http, cost=COST, prices=PRICES, clock=clock, attempts=3)
 
 
 async def test_bfl_operations_call_kontext_ultra_and_image_prompts(

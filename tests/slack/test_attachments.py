@@ -4,11 +4,9 @@ with the bot token, and sent to a chat model behind a fake OpenAI server."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
 import httpx
 import openai
-import pytest
 
 from core.attachments import AttachmentReader
 from core.engine import Engine
@@ -22,22 +20,6 @@ from tests.slack.conftest import SCOPE, StartHttp
 
 PRICE = TokenPrice(input=150_000, output=600_000)
 PNG = b"\x89PNG\r\n\x1a\n" + b"a lighthouse, drawn small" * 10
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 def vision_engine(ledger: Ledger, fake_openai: FakeOpenAI, http: httpx.AsyncClient) -> Engine:

@@ -20,11 +20,10 @@ from core.engine import Engine
 from core.generator import Generator
 from core.ledger import Ledger
 from core.parts import Intent
-from core.providers import BflImageGenerator, RetryPolicy
 from core.studio import Action, OperationPrices, StudioStore, action_id
 from tests.clock import FakeClock
 from tests.conftest import DEFAULT_LIMIT, IMAGE_COST, SONG_COST
-from tests.fakes.fake_bfl import JPEG, KEY, FakeBfl
+from tests.fakes.fake_bfl import JPEG, FakeBfl, bfl_images
 from tests.fakes.fake_slack import ALICE, GENERAL, FakeSlack, Message
 from tests.providers.conftest import InstantClock
 from tests.slack.conftest import SCOPE, Harness, http_config
@@ -49,38 +48,6 @@ def studio_engine(ledger: Ledger, image: Generator | None = None) -> Engine:
 @pytest.fixture(autouse=True)
 def bob(slack: FakeSlack) -> None:
     slack.users[BOB] = {"id": BOB, "name": "bob"}
-
-
-@pytest.fixture
-async def fake_bfl() -> AsyncIterator[FakeBfl]:
-    fake = FakeBfl()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
-        yield client
-
-
-def bfl_images(fake: FakeBfl, http: httpx.AsyncClient) -> BflImageGenerator:
-    return BflImageGenerator(
-        http=http,
-        clock=InstantClock(),
-        api_url=fake.base_url,
-        api_key=KEY,
-        model="flux-pro-1.1",
-        width=1024,
-        height=768,
-        timeout_s=120,
-        cost=IMAGE_COST,
-        policy=RetryPolicy(attempts=3),
-        prices=PRICES,
-    )
 
 
 class Studio(Harness):
@@ -181,7 +148,15 @@ async def test_a_bad_flag_on_imagine_is_answered_privately_and_costs_nothing(
 async def test_reroll_and_edit_by_another_member_call_bfl_and_are_charged_to_them(
     slack: FakeSlack, ledger: Ledger, running_bots: list[SlackBot], fake_bfl: FakeBfl, http: httpx.AsyncClient
 ) -> None:
-    studio = await start(slack, studio_engine(ledger, bfl_images(fake_bfl, http)), ledger, running_bots)
+    studio = await start(
+        slack,
+        studio_engine(
+            ledger,
+            bfl_images(fake_bfl, http, cost=IMAGE_COST, prices=PRICES, clock=InstantClock(), attempts=3),
+        ),
+        ledger,
+        running_bots,
+    )
     thread = await studio.imagine("a lighthouse --ar 16:9 --seed 42")
     [buttons] = studio.buttons(thread)
 
@@ -216,7 +191,15 @@ async def test_reroll_and_edit_by_another_member_call_bfl_and_are_charged_to_the
 async def test_vary_takes_the_strength_chosen_in_its_menu(
     slack: FakeSlack, ledger: Ledger, running_bots: list[SlackBot], fake_bfl: FakeBfl, http: httpx.AsyncClient
 ) -> None:
-    studio = await start(slack, studio_engine(ledger, bfl_images(fake_bfl, http)), ledger, running_bots)
+    studio = await start(
+        slack,
+        studio_engine(
+            ledger,
+            bfl_images(fake_bfl, http, cost=IMAGE_COST, prices=PRICES, clock=InstantClock(), attempts=3),
+        ),
+        ledger,
+        running_bots,
+    )
     thread = await studio.imagine("a lighthouse")
     [buttons] = studio.buttons(thread)
 

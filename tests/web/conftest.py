@@ -52,16 +52,6 @@ class Web:
 
 
 @pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
 async def web(tmp_path: Path, fake_openai: FakeOpenAI) -> AsyncIterator[Web]:
     settings = load_settings(
         _env_file=None,
