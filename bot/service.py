@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections import defaultdict
@@ -36,6 +37,7 @@ async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> Non
     try:
         reaches = deliverable(settings, starters)
         async with open_app(settings, role="service", reaches=reaches) as app, housekeeping(app):
+            freeze_startup_heap()
             ops = await _start_ops(settings, app) if settings.metrics_port else None
             waiting = _by_platform(app.resumptions, known=set(starters))
             for name in starters:
@@ -76,6 +78,15 @@ async def serve(settings: Settings, starters: dict[str, PlatformStarter]) -> Non
                 loop.remove_signal_handler(signum)
 
 
+def freeze_startup_heap() -> None:
+    """Keep what start-up built (modules, the app, the providers' clients) out of the garbage
+    collector's full passes, which otherwise walk all of it: in a burst of 50 web requests a full
+    pass stalled the event loop for 110-120 ms (docs/benchmarks.md). Start-up's objects live as
+    long as the process, so leaving them out loses nothing worth collecting."""
+    gc.collect()
+    gc.freeze()
+
+
 def web_services(app: App) -> WebServices:
     """The web surface's share of the app: the engine, the key store, the media folder."""
     from adapters.web import WebServices
@@ -102,6 +113,7 @@ async def start_web(app: App) -> None:
     settings = app.settings
     services = web_services(app)
     server = WebServer(services, host=settings.web_host, port=settings.web_port)
+    freeze_startup_heap()  # the app's routes and models, built just now
     keep = timedelta(days=settings.media_days)
     purge = asyncio.create_task(
         purge_periodically(services.media, keep=keep, clock=app.clock), name="media purge"

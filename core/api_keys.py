@@ -95,11 +95,14 @@ class KeyStore:
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
         digest = _digest(secret)
-        row = await self._database.fetchone(
+        # ``fetchall`` (key_hash is unique): on SQLite one round trip to the database thread
+        # where ``fetchone`` takes three, and each waits for an event-loop turn in a burst.
+        rows = await self._database.fetchall(
             "SELECT name, scope, created_at, last_used_at, revoked_at, key_hash FROM api_keys "
             "WHERE key_hash = ?",
             (digest,),
         )
+        row = rows[0] if rows else None
         if row is None or not hmac.compare_digest(str(row[5]), digest) or row[4] is not None:
             return None
         key = _key(row)

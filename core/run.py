@@ -203,8 +203,10 @@ class JobRun:
 
     async def _start(self) -> None:
         self._started = time.monotonic()
-        await self._row.enter(JobState.RUNNING)
+        # The turn covers the reservation, not the job row: the row's write still precedes the
+        # provider call, but in a burst the next request need not wait for its round trip.
         self._turn.release()
+        await self._row.enter(JobState.RUNNING)
 
     async def _consume(self, part: Usage | Checkpoint) -> None:
         """Take in what is for the core: the actual cost, or the checkpoint to resume from."""
