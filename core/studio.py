@@ -4,7 +4,8 @@ delivered, and ``press``, which turns a button press into a new request by the p
 
 A press never runs anything itself: it returns a ``Request`` the adapter hands to
 ``Engine.handle`` like any other (same policies, reservation, member cap and ledger), or a private
-``Reply`` saying why not (nothing charged), or a ``Removal`` for a permitted delete.
+``Reply`` saying why not (nothing charged), an ``Expired`` when some buttons have stopped working
+for everyone, or a ``Removal`` for a permitted delete.
 """
 
 from __future__ import annotations
@@ -365,9 +366,56 @@ class Removal:
     text: str = "Deleted."
 
 
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A press that can't go ahead for anyone: the bot's copy of the image has expired, or the
+    media was deleted. The presser is told ``text`` privately (nothing charged), and the surface
+    updates the message for everyone: the buttons in ``expired_actions`` stop working (Discord
+    disables them, Slack drops them) and ``reason`` is shown beside them. ``actions`` is every
+    button the message carries, in order."""
+
+    job: str
+    text: str
+    actions: tuple[str, ...]
+    expired_actions: tuple[str, ...]
+    reason: str
+
+    @property
+    def usable(self) -> tuple[str, ...]:
+        """The buttons that still work (e.g. Reroll and Delete once the copy has expired)."""
+        return tuple(action for action in self.actions if action not in self.expired_actions)
+
+
+NAMES = {
+    Action.REROLL: "Reroll",
+    Action.VARY: "Vary",
+    Action.UPSCALE: "Upscale",
+    Action.EDIT: "Edit",
+    Action.ANOTHER: "Another take",
+    Action.DELETE: "Delete",
+}
+"""How a reason shown to everyone names the buttons it is about."""
+
+
+def _listed(actions: tuple[Action, ...]) -> str:
+    names = [NAMES[action] for action in actions]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _expired(source: Delivery, ended: tuple[Action, ...], *, text: str, reason: str) -> Expired:
+    offered_actions = IMAGE_ACTIONS if source.intent is Intent.IMAGE else SONG_ACTIONS
+    return Expired(
+        job=source.job,
+        text=text,
+        actions=tuple(action_id(action, source.job) for action in offered_actions),
+        expired_actions=tuple(action_id(action, source.job) for action in offered_actions if action in ended),
+        reason=reason,
+    )
+
+
 UNKNOWN = "That button isn't one I know any more. Nothing was charged."
 GONE = "I don't have that image or song any more, so I can't work on it. Nothing was charged."
-DELETED = "That image was deleted, so I can't work on it. Nothing was charged."
+DELETED = "That {what} was deleted, so I can't work on it. Nothing was charged."
 ELSEWHERE = "That button belongs to another server or workspace. Nothing was charged."
 ONLY_REQUESTER = "Only the person who asked for it, or an admin, can delete it."
 NO_INSTRUCTION = "Tell me what to change, e.g. “make it night”. Nothing was charged."
@@ -384,10 +432,15 @@ async def press(
     conversation: str | None = None,
     instruction: str = "",
     strength: Strength = "subtle",
-) -> Request | Reply | Removal:
+) -> Request | Reply | Expired | Removal:
     """Turn a press of ``action_id_text`` by ``user`` into the request to run (charged to the
-    presser through ``Engine.handle``), a private ``Reply`` refusing it (nothing charged), or a
-    ``Removal`` for a delete by the requester or an admin."""
+    presser through ``Engine.handle``), a private ``Reply`` refusing it (nothing charged), an
+    ``Expired`` when the media's source is gone for everyone (nothing charged), or a ``Removal``
+    for a delete by the requester or an admin.
+
+    A refusal that depends on the presser (someone else's Delete; their cap, the channel or a role,
+    decided later by ``Engine.handle``) is never an ``Expired``: a surface shows one set of buttons
+    to everyone, so only what is true for everyone changes them."""
     parsed = parse_action_id(action_id_text)
     if parsed is None:
         return Reply(UNKNOWN)
@@ -402,15 +455,24 @@ async def press(
             return Reply(ONLY_REQUESTER)
         await store.delete(job)
         return Removal(job)
-    if source.deleted:
-        return Reply(DELETED)
     if (action is Action.ANOTHER) != (source.intent is Intent.SONG):
         return Reply(UNKNOWN)
+    if source.deleted:
+        what = "image" if source.intent is Intent.IMAGE else "song"
+        ended: tuple[Action, ...] = tuple(item for item in Action if item is not Action.DELETE)
+        return _expired(source, ended, text=DELETED.format(what=what), reason=f"This {what} was deleted")
     if action in NEEDS_SOURCE and store.expired(source):
         days = store.keep.days
-        return Reply(
-            f"I only keep images for {days} day{'s' if days != 1 else ''}, and this one has expired, "
-            "so I can't work on it. Try `/imagine` again. Nothing was charged."
+        plural = "s" if days != 1 else ""
+        ended = tuple(item for item in IMAGE_ACTIONS if item in NEEDS_SOURCE)  # in button order
+        return _expired(
+            source,
+            ended,
+            text=(
+                f"I only keep images for {days} day{plural}, and this one has expired, "
+                "so I can't work on it. Try `/imagine` again. Nothing was charged."
+            ),
+            reason=f"{_listed(ended)} expired after {days} day{plural}",
         )
     instruction = " ".join(instruction.split())
     if action is Action.EDIT and not instruction:

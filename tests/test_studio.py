@@ -19,6 +19,7 @@ from core.studio import (
     MAX_ACTION_ID,
     Action,
     BadOption,
+    Expired,
     OperationPrices,
     Removal,
     StudioStore,
@@ -86,7 +87,7 @@ def size(data: bytes) -> tuple[int, int]:
 
 async def pressed(
     engine: Engine, action: Action, image: Image | Audio, **kwargs: object
-) -> Request | Reply | Removal:
+) -> Request | Reply | Expired | Removal:
     assert image.job is not None
     options: dict[str, object] = {"user": "bob", "access": MEMBER} | kwargs
     return await press(engine.studio, action_id(action, image.job), scope=SCOPE, **options)  # type: ignore[arg-type]
@@ -241,8 +242,15 @@ async def test_delete_is_for_the_requester_or_an_admin(ledger: Ledger) -> None:
     mine, theirs = await draw(engine, "one"), await draw(engine, "two")
     assert isinstance(await pressed(engine, Action.DELETE, mine, user="alice"), Removal)
     assert isinstance(await pressed(engine, Action.DELETE, theirs, access=Access(admin=True)), Removal)
-    refused = await pressed(engine, Action.VARY, mine)
-    assert isinstance(refused, Reply) and "deleted" in refused.text
+    for action in (Action.VARY, Action.REROLL):
+        refused = await pressed(engine, action, mine)
+        assert (
+            isinstance(refused, Expired)
+            and "deleted" in refused.text
+            and "Nothing was charged" in refused.text
+        )
+        assert refused.usable == (action_id(Action.DELETE, str(mine.job)),), "only Delete is left"
+        assert refused.reason == "This image was deleted"
     stored = await engine.studio.get(str(mine.job))
     assert stored is not None and stored.data is None  # the bot's copy is gone
 
@@ -272,13 +280,16 @@ async def test_an_expired_source_is_refused_without_charge(database_url: str) ->
         engine = studio_engine(ledger)
         source = await draw(engine)
         await clock.advance(8 * 86_400)
+        job = str(source.job)
         for action in (Action.VARY, Action.UPSCALE, Action.EDIT):
             refused = await pressed(engine, action, source, instruction="make it night")
-            assert (
-                isinstance(refused, Reply)
-                and "expired" in refused.text
-                and "Nothing was charged" in refused.text
+            assert isinstance(refused, Expired)
+            assert "expired" in refused.text and "Nothing was charged" in refused.text
+            assert refused.expired_actions == tuple(
+                action_id(ended, job) for ended in (Action.VARY, Action.UPSCALE, Action.EDIT)
             )
+            assert refused.usable == (action_id(Action.REROLL, job), action_id(Action.DELETE, job))
+            assert refused.reason == "Vary, Upscale and Edit expired after 7 days"
         reroll = await pressed(engine, Action.REROLL, source)  # needs only the prompt
         assert isinstance(reroll, Request)
         assert await spent(ledger, "bob") == (0, 0)

@@ -10,7 +10,7 @@ so nothing about a button lives only in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import discord
@@ -46,9 +46,14 @@ class Presses(Protocol):
     ) -> None: ...
 
 
-def media_view(actions: Iterable[str]) -> discord.ui.View | None:
-    """One button per action id, in order; ``None`` when there are none."""
-    buttons = [StudioButton(custom_id) for custom_id in actions if parse_action_id(custom_id) is not None]
+def media_view(actions: Iterable[str], *, disabled: Collection[str] = ()) -> discord.ui.View | None:
+    """One button per action id, in order, those in ``disabled`` greyed out (labels unchanged);
+    ``None`` when there are none."""
+    buttons = [
+        StudioButton(custom_id, disabled=custom_id in disabled)
+        for custom_id in actions
+        if parse_action_id(custom_id) is not None
+    ]
     if not buttons:
         return None
     # No timeout: a timed-out view would unregister the templates every later press needs.
@@ -75,12 +80,14 @@ async def _press(interaction: discord.Interaction[Any], custom_id: str, **how: A
 class StudioButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"studio:[a-z]+:[^:]+"):
     """A button under delivered media; its custom id is the action id itself."""
 
-    def __init__(self, custom_id: str) -> None:
+    def __init__(self, custom_id: str, *, disabled: bool = False) -> None:
         parsed = parse_action_id(custom_id)
         action = parsed[0] if parsed is not None else None
         label, emoji = LABELS[action] if action is not None else ("?", "❔")
         style = discord.ButtonStyle.danger if action is Action.DELETE else discord.ButtonStyle.secondary
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id))
+        super().__init__(
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=custom_id, disabled=disabled)
+        )
         self.action_id = custom_id
 
     @classmethod

@@ -18,6 +18,7 @@ from adapters.discord.buttons import (
     InstructionModal,
     StudioButton,
     VaryChoice,
+    media_view,
     submitted_instruction,
     vary_view,
 )
@@ -473,6 +474,9 @@ class StudioClient(discord.AutoShardedClient):
         )
         parsed = studio.parse_action_id(custom_id)
         action = parsed[0] if parsed is not None else None
+        if isinstance(outcome, studio.Expired):
+            await self._expire(interaction, outcome)
+            return
         if isinstance(outcome, Reply):
             if action is studio.Action.EDIT and instruction is None and outcome.text == studio.NO_INSTRUCTION:
                 await interaction.response.send_modal(InstructionModal(custom_id))
@@ -493,6 +497,35 @@ class StudioClient(discord.AutoShardedClient):
         if strength is not None:
             label = f"{label} ({strength})"
         await self._generate(interaction, outcome, heading=f"{label} by {interaction.user.mention}")
+
+    async def _expire(self, interaction: discord.Interaction[Any], expired: studio.Expired) -> None:
+        """Refuse privately, and grey out the buttons that stopped working for everyone, with the
+        reason as a line of the message (Discord buttons have no tooltip). A press from elsewhere
+        (the private Subtle/Strong choice) only gets the refusal."""
+        message = interaction.message
+        carries = (
+            message is not None
+            and not message.flags.ephemeral
+            and any(item in expired.actions for item in _custom_ids(message))
+        )
+        if message is None or not carries:
+            await interaction.response.send_message(embed=_notice(expired.text), ephemeral=True)
+            return
+        line = f"⌛ {expired.reason}"
+        content = (
+            message.content if line in message.content else "\n".join(filter(None, (message.content, line)))
+        )
+        try:
+            await interaction.response.edit_message(
+                content=content,
+                view=media_view(expired.actions, disabled=expired.expired_actions),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as error:  # e.g. the message is gone: the refusal still goes out
+            log.info("could not disable expired buttons on message %s (%s)", message.id, error)
+            await interaction.response.send_message(embed=_notice(expired.text), ephemeral=True)
+            return
+        await interaction.followup.send(embed=_notice(expired.text), ephemeral=True)
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         """The Edit modal's submission, found by its custom id (it may predate a restart)."""
@@ -547,3 +580,14 @@ def _listed(shards: Sequence[int]) -> str:
 
 def _notice(text: str) -> discord.Embed:
     return view_embed(View(FAILURE_PREFIX + text, MessageState.FAILED))
+
+
+def _custom_ids(message: discord.Message) -> list[str]:
+    """The custom ids of the buttons a message carries."""
+    return [
+        str(child.custom_id)
+        for row in message.components
+        if isinstance(row, discord.ActionRow)
+        for child in row.children
+        if isinstance(child, discord.Button) and child.custom_id
+    ]

@@ -26,6 +26,7 @@ from adapters.slack.buttons import (
     PRESSED,
     Leftovers,
     edit_dialog,
+    expired_blocks,
     leftovers_of,
     pressed_strength,
     submitted,
@@ -50,7 +51,7 @@ from core.ledger import Ledger
 from core.parts import Access, Destination, Failure, Part, Request, Scope, Strength
 from core.render import WORKING, render
 from core.streams import closing_stream, single
-from core.studio import NO_INSTRUCTION, Action, Removal, parse_action_id, press
+from core.studio import NO_INSTRUCTION, Action, Expired, Removal, parse_action_id, press
 from core.studio import PREFIX as STUDIO_PREFIX
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,15 @@ class SlackBot:
                 message=metadata.get("message", ""),
             )
             if where.channel and where.thread:
-                self._spawn(self._press(body, metadata.get("action", ""), where, instruction=instruction))
+                self._spawn(
+                    self._press(
+                        body,
+                        metadata.get("action", ""),
+                        where,
+                        instruction=instruction,
+                        block_id=metadata.get("block", ""),
+                    )
+                )
 
         return on_edit
 
@@ -425,10 +434,15 @@ class SlackBot:
             instruction=instruction,
             strength=strength,
         )
-        if isinstance(outcome, Reply):
+        if isinstance(outcome, Expired):
+            await self._whisper(where, user, outcome.text)
+            await self._expire(where, outcome, block_id)
+        elif isinstance(outcome, Reply):
             if outcome.text == NO_INSTRUCTION and trigger_id:
                 # An Edit that may go ahead: ask what to change (the trigger lives 3 seconds).
-                view = edit_dialog(pressed, channel=where.channel, thread=where.thread, message=where.message)
+                view = edit_dialog(
+                    pressed, channel=where.channel, thread=where.thread, message=where.message, block=block_id
+                )
                 await self.client.views_open(trigger_id=trigger_id, view=view)
                 return
             await self._whisper(where, user, outcome.text)
@@ -464,6 +478,21 @@ class SlackBot:
             )
         except SlackApiError as error:
             log.info("could not answer a press privately (%s)", error_code(error))
+
+    async def _expire(self, where: _Pressed, expired: Expired, block_id: str) -> None:
+        """Show everyone that some buttons stopped working: the buttons message loses them and
+        says why. Without its block id (what Delete removes) the message is left as it is."""
+        if not block_id:
+            return
+        try:
+            await self.client.chat_update(
+                channel=where.channel,
+                ts=where.message,
+                text=expired.reason,
+                blocks=expired_blocks(expired, block_id),
+            )
+        except SlackApiError as error:
+            log.info("could not mark a press's buttons as expired (%s)", error_code(error))
 
     async def _remove(self, where: _Pressed, leftovers: Leftovers) -> None:
         """Delete the buttons message, the files it was posted under and their other messages."""

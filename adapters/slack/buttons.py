@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.parts import Strength
-from core.studio import Action, parse_action_id
+from core.studio import Action, Expired, parse_action_id
 
 BLOCK_PREFIX = "studio-media:"
 MAX_BLOCK_ID = 255
@@ -58,6 +58,17 @@ def actions_block(actions: Sequence[str], leftovers: Leftovers) -> dict[str, Any
     because an action id must be unique within a message."""
     elements = [_element(text) for text in actions]
     return {"type": "actions", "block_id": _block_id(leftovers), "elements": elements}
+
+
+def expired_blocks(expired: Expired, block_id: str) -> list[dict[str, Any]]:
+    """The buttons message once some of its actions have stopped working for everyone: those are
+    dropped (Block Kit has no disabled state), the rest keep the block id (so Delete still finds
+    what to remove), and a context line says why."""
+    blocks: list[dict[str, Any]] = []
+    if expired.usable:
+        blocks.append(actions_block(expired.usable, leftovers_of(block_id)))
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"⌛ {expired.reason}"}]})
+    return blocks
 
 
 def _element(text: str) -> dict[str, Any]:
@@ -119,10 +130,12 @@ def pressed_strength(action: dict[str, Any]) -> Strength:
     return "strong" if selected == "strong" else "subtle"
 
 
-def edit_dialog(action_id: str, *, channel: str, thread: str, message: str) -> dict[str, Any]:
-    """The modal asking what to change; ``private_metadata`` carries the press (and where it was
-    pressed) to the ``view_submission``."""
-    metadata = {"action": action_id, "channel": channel, "thread": thread, "message": message}
+def edit_dialog(
+    action_id: str, *, channel: str, thread: str, message: str, block: str = ""
+) -> dict[str, Any]:
+    """The modal asking what to change; ``private_metadata`` carries the press (where it was
+    pressed, and the buttons' block id) to the ``view_submission``."""
+    metadata = {"action": action_id, "channel": channel, "thread": thread, "message": message, "block": block}
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK,

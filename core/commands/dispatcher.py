@@ -24,6 +24,7 @@ from core.studio import (
     REFERENCE_ELSEWHERE,
     Action,
     BadOption,
+    Expired,
     Removal,
     StudioStore,
     action_id,
@@ -200,7 +201,7 @@ class Dispatcher:
             instruction=text if command.name == "edit" else "",
             strength="strong" if strength == "strong" else "subtle",
         )
-        if isinstance(outcome, Removal):
+        if isinstance(outcome, Removal | Expired):
             return Reply(outcome.text)
         return outcome
 

@@ -250,7 +250,7 @@ async def test_a_presser_over_their_cap_is_refused_privately_and_charged_nothing
         await capped.close()
 
 
-async def test_an_expired_source_is_refused_privately(
+async def test_an_expired_source_is_refused_privately_and_its_buttons_disabled_for_everyone(
     fake: FakeDiscord, start_bot: StartBot, database_url: str
 ) -> None:
     clock = FakeClock()
@@ -261,17 +261,56 @@ async def test_an_expired_source_is_refused_privately(
         await settled_report(dated, scope_of(fake))
         await clock.advance(timedelta(days=8).total_seconds())
 
-        pressed = await fake.press(source.id, button(source, Action.UPSCALE), user=BOB)
-        await answered(fake, pressed)
+        pressed = await fake.press(source.id, button(source, Action.VARY), user=BOB)
+        await fake.wait_until(
+            lambda: any(m.interaction_token == pressed.token for m in fake.messages.values())
+        )
 
-        assert pressed.kinds == [4]
+        assert pressed.kinds == [7], "the pressed message itself is updated"
         refusal = private_reply(fake, pressed)
         assert (
             "expired" in refusal.current.description and "Nothing was charged" in refusal.current.description
         )
+        [row] = source.current.components
+        shown = {item["label"]: bool(item.get("disabled")) for item in row["components"]}
+        assert shown == {"Reroll": False, "Vary": True, "Upscale": True, "Edit": True, "Delete": False}
+        assert "Vary, Upscale and Edit expired after 7 days" in source.current.content
+        assert source.current.attachments and source.current.embeds, "the image stays as it was"
+        assert delivered_by(fake, pressed) is None
         assert await spent(dated, fake, BOB) == 0
+
+        again = await fake.press(source.id, button(source, Action.REROLL), user=BOB)
+        result = await delivered(fake, again)
+        assert result.current.content == "Reroll by <@222>"
+        await settled_report(dated, scope_of(fake))
+        assert await spent(dated, fake, BOB) == IMAGE_COST
     finally:
         await dated.close()
+
+
+async def test_a_presser_refused_for_their_own_reasons_leaves_the_buttons_alone(
+    fake: FakeDiscord, start_bot: StartBot, database_url: str
+) -> None:
+    capped = await Ledger.open(database_url, default_limit=DEFAULT_LIMIT, member_cap=IMAGE_COST)
+    try:
+        await start_bot(studio_engine(capped), capped)
+        source = await imagine(fake, "a lighthouse")
+        await imagine(fake, "bob's own", user=BOB)  # bob has used his whole cap
+        await settled_report(capped, scope_of(fake))
+        before = list(source.versions)
+
+        pressed = await fake.press(source.id, button(source, Action.REROLL), user=BOB)
+        await fake.wait_until(
+            lambda: any(m.interaction_token == pressed.token and m.ephemeral for m in fake.messages.values())
+        )
+
+        assert 7 not in pressed.kinds
+        assert source.versions == before, "a refusal for one presser changes nothing for everyone"
+        assert not any(
+            item.get("disabled") for row in source.current.components for item in row["components"]
+        )
+    finally:
+        await capped.close()
 
 
 async def test_delete_is_for_the_requester_or_an_admin(

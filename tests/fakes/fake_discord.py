@@ -135,7 +135,8 @@ class FakeInteraction:
 
     @property
     def kinds(self) -> list[int]:
-        """The response types the bot sent back (4 message, 5 deferred, 6 deferred update, 9 modal)."""
+        """The response types the bot sent back (4 message, 5 deferred, 6 deferred update, 7 update
+        the pressed message, 9 modal)."""
         return [int(callback["type"]) for callback in self.callbacks]
 
 
@@ -765,7 +766,7 @@ class FakeDiscord:
         if match := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path):
             return self._change(method, match.group(2), body, files)
         if (match := re.fullmatch(r"/interactions/(\d+)/([^/]+)/callback", path)) and method == "POST":
-            return 200, self._callback(match.group(2), body, files)
+            return self._callback(match.group(2), body, files)
         if (match := re.fullmatch(rf"/webhooks/{app}/([^/]+)", path)) and method == "POST":
             return 200, self._followup(match.group(1), body, files)
         if match := re.fullmatch(rf"/webhooks/{app}/([^/]+)/messages/(@original|\d+)", path):
@@ -874,13 +875,21 @@ class FakeDiscord:
         )
         return 200, self._payload(message)
 
-    def _callback(self, token: str, body: Json, files: tuple[Upload, ...]) -> Json:
+    def _callback(self, token: str, body: Json, files: tuple[Upload, ...]) -> tuple[int, Any]:
         interaction = self.interactions[token]
         interaction.callbacks.append(body)
         kind = body["type"]
         data = body.get("data") or {}
+        if kind == 7 and interaction.message_id is not None:  # update the message pressed on
+            status, edited = self._change("PATCH", interaction.message_id, data, files)
+            if status != 200:
+                return status, edited
+            return 200, {
+                "interaction": {"id": interaction.id, "type": interaction.type},
+                "resource": {"type": kind, "message": edited},
+            }
         if kind in (6, 9):  # a deferred update, or a modal shown: no message is made
-            return {
+            return 200, {
                 "interaction": {"id": interaction.id, "type": interaction.type},
                 "resource": {"type": kind},
             }
@@ -891,7 +900,7 @@ class FakeDiscord:
         else:
             message = self._new_message(self._channel_of(token), data, files, token=token)
         interaction.original = message.id
-        return {
+        return 200, {
             "interaction": {
                 "id": interaction.id,
                 "type": interaction.type,

@@ -564,6 +564,8 @@ class FakeSlack:
         message = self._message(args)
         message.text = _text_of(args)
         message.versions.append(message.text)
+        if "blocks" in args:
+            message.blocks = _blocks_of(args)
         return {"channel": message.channel, "ts": message.ts, "text": message.text}
 
     def _delete(self, args: dict[str, Any]) -> dict[str, Any]:

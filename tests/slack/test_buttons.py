@@ -265,16 +265,31 @@ async def test_an_expired_image_is_refused_privately_while_reroll_still_works(
     try:
         studio = await start(slack, studio_engine(ledger), ledger, running_bots)
         thread = await studio.imagine("a lighthouse")
-        [buttons] = studio.buttons(thread)
+        other = await studio.imagine("a harbour")
+        [buttons], [other_buttons] = studio.buttons(thread), studio.buttons(other)
+        block_id = buttons.blocks[0]["block_id"]
         await clock.advance(8 * 86_400)  # past IMAGE_KEEP_DAYS (7)
 
         await studio.press(buttons, Action.VARY, selected="subtle")
-        await studio.press(buttons, Action.EDIT)
+        await studio.press(other_buttons, Action.EDIT)
 
         assert not slack.views  # no dialog for an image that can't be edited
         assert [e.user for e in slack.ephemerals] == [ALICE, ALICE]
         assert all("expired" in e.text and "Nothing was charged" in e.text for e in slack.ephemerals)
-        assert len(in_thread(slack, thread)) == 1 and await used(ledger, ALICE) == IMAGE_COST
+        assert len(in_thread(slack, thread)) == 1 and await used(ledger, ALICE) == 2 * IMAGE_COST
+        assert {call.args.get("ts") for call in slack.calls_to("chat.update")} >= {
+            buttons.ts,
+            other_buttons.ts,
+        }
+        assert [e["type"] for e in other_buttons.elements()] == ["button", "button"]
+        job = buttons.elements()[0]["action_id"].rsplit(":", 1)[1]
+        assert [e["action_id"] for e in buttons.elements()] == [
+            action_id(Action.REROLL, job),
+            action_id(Action.DELETE, job),
+        ], "vary, upscale and edit are gone for everyone"
+        assert buttons.blocks[0]["block_id"] == block_id, "Delete still knows the files to remove"
+        [context] = [block for block in buttons.blocks if block["type"] == "context"]
+        assert "Vary, Upscale and Edit expired after 7 days" in context["elements"][0]["text"]
 
         await studio.press(buttons, Action.REROLL)  # needs only the prompt
         assert len(in_thread(slack, thread)) == 2
