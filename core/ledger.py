@@ -82,13 +82,28 @@ _RESERVE = f"""{_INSERT_HOLD}
 # Both rows are read in the FROM clause and locked: a reservation that waited for another one's
 # locks checks both limits again on the rows as that one left them (a subquery would not: it
 # keeps the statement's first snapshot). The order of the locks, period then member, is the
-# order the triggers of a settlement take them in too.
-_RESERVE_POSTGRESQL = f"""{_INSERT_HOLD}
-    FROM periods p JOIN member_periods m ON m.scope = p.scope AND m.period = p.period AND m."user" = :user
-    WHERE p.scope = :scope AND p.period = :period
-      AND p.used + p.held + :amount <= {_SCOPE_LIMIT}
-      AND :amount + m.used + m.held <= {_MEMBER_CAP}
-    FOR UPDATE OF p, m
+# order the triggers of a settlement take them in too. The same statement then adds the hold to
+# both rows (their UPDATEs find the rows it locked, as they are now) and logs it: no insert
+# trigger on PostgreSQL (migration 15), so the row locks are held for one statement's work.
+_RESERVE_POSTGRESQL = f"""
+    WITH room AS (
+        SELECT p.scope, p.period
+        FROM periods p JOIN member_periods m
+            ON m.scope = p.scope AND m.period = p.period AND m."user" = :user
+        WHERE p.scope = :scope AND p.period = :period
+          AND p.used + p.held + :amount <= {_SCOPE_LIMIT}
+          AND :amount + m.used + m.held <= {_MEMBER_CAP}
+        FOR UPDATE OF p, m
+    ), period_hold AS (
+        UPDATE periods p SET held = p.held + :amount
+        FROM room WHERE p.scope = room.scope AND p.period = room.period
+    ), member_hold AS (
+        UPDATE member_periods m SET held = m.held + :amount,
+            requests = m.requests + (:service <> 'router')::int
+        FROM room WHERE m.scope = room.scope AND m.period = room.period AND m."user" = :user
+    )
+    {_INSERT_HOLD}
+    FROM room
     RETURNING id
 """
 
