@@ -2,11 +2,11 @@
 
 Invariant: for every (scope, period), ``used + held <= limit`` at the moment of each reservation,
 and for every member of a scope with a cap, their own ``used + held <= cap`` too. A reservation is
-one conditional INSERT of a ``held`` transaction row that checks both limits; triggers add it to
-the period's and the member's ``held`` inside the same statement. SQLite runs a statement
-(triggers included) atomically under the database write lock. PostgreSQL's statement locks the
-period's row and the member's (``FOR UPDATE``), and one that waited for another checks both limits
-again on the rows as the other left them. So concurrent reservations, even from many processes
+one statement that checks both limits and logs a ``held`` transaction row. On SQLite it is a
+conditional INSERT whose triggers add the hold to the period's and the member's ``held``, run
+atomically under the database write lock. On PostgreSQL it locks the period's row and the
+member's (``FOR UPDATE``), adds the hold to both and inserts the row (one CTE statement); one that
+waited for another checks both limits again on the rows as the other left them. So concurrent reservations, even from many processes
 sharing the database, can never overspend either limit, and each reservation or settlement is a
 single round trip.
 
