@@ -6,9 +6,9 @@ one statement that checks both limits and logs a ``held`` transaction row. On SQ
 conditional INSERT whose triggers add the hold to the period's and the member's ``held``, run
 atomically under the database write lock. On PostgreSQL it locks the period's row and the
 member's (``FOR UPDATE``), adds the hold to both and inserts the row (one CTE statement); one that
-waited for another checks both limits again on the rows as the other left them. So concurrent reservations, even from many processes
-sharing the database, can never overspend either limit, and each reservation or settlement is a
-single round trip.
+waited for another checks both limits again on the rows as the other left them. So concurrent
+reservations, even from many processes sharing the database, can never overspend either limit,
+and each reservation or settlement is a single round trip.
 
 (Longer than the other core modules because every money operation is one SQL statement written
 out here, in both dialects where they differ; its values live in ``core.accounts``.)
