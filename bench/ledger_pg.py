@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import multiprocessing
 import os
 import time
@@ -98,10 +99,10 @@ async def _report(url: str, scopes: int, fits: int) -> tuple[int, int]:
         await ledger.close()
 
 
-def measure(server: pg.Server, *, processes: int, scopes: int, reservations: int) -> Figures:
-    """``processes`` processes race to make ``reservations`` reservations in all, spread evenly
-    over ``scopes`` scopes whose limits fit 90% of them."""
-    url = server.create("bench")
+def measure(server: pg.Server, *, processes: int, scopes: int, reservations: int, pool_size: int) -> Figures:
+    """``processes`` processes, ``pool_size`` connections each, race to make ``reservations``
+    reservations in all, spread evenly over ``scopes`` scopes whose limits fit 90% of them."""
+    url = f"{server.create('bench')}&pool_size={pool_size}"
     per_scope = reservations // scopes
     fits = per_scope * 9 // 10
     context = multiprocessing.get_context("spawn")
@@ -163,6 +164,12 @@ def _server_cpu_seconds(server: pg.Server) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reservations", type=int, default=8_000)
+    parser.add_argument("--processes", default="1,4", help="process counts, comma-separated")
+    parser.add_argument("--scopes", default="1,100", help="scope counts, comma-separated")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each row")
+    parser.add_argument(
+        "--pool-size", type=int, default=2, help="connections per process (the URL's pool_size)"
+    )
     parser.add_argument(
         "--durable",
         action="store_true",
@@ -177,15 +184,26 @@ def main() -> None:
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     with pg.running(settings=settings) as server:
-        for processes in (1, 4):
-            for scopes in (1, 100):
-                row = measure(server, processes=processes, scopes=scopes, reservations=options.reservations)
-                print(
-                    f"| {row.processes} | {row.scopes} | {row.reservations_per_s:.0f} "
-                    f"| {row.settlements_per_s:.0f} | {row.granted} / {row.fits} | {row.overspend} "
-                    f"| {row.bot_cpu_us:.0f} | {row.server_cpu_us:.0f} |",
-                    flush=True,
-                )
+        for processes, scopes, _ in itertools.product(
+            _counts(options.processes), _counts(options.scopes), range(options.runs)
+        ):
+            row = measure(
+                server,
+                processes=processes,
+                scopes=scopes,
+                reservations=options.reservations,
+                pool_size=options.pool_size,
+            )
+            print(
+                f"| {row.processes} | {row.scopes} | {row.reservations_per_s:.0f} "
+                f"| {row.settlements_per_s:.0f} | {row.granted} / {row.fits} | {row.overspend} "
+                f"| {row.bot_cpu_us:.0f} | {row.server_cpu_us:.0f} |",
+                flush=True,
+            )
+
+
+def _counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -19,9 +19,11 @@ from core.db import MIGRATIONS, Database, Dialect, Params, Row, Written, argumen
 
 log = logging.getLogger(__name__)
 
-POOL_SIZE = 10
-"""Connections per process: enough for every concurrent write of a busy process (each holds one
-for a single round trip), few enough that a dozen processes stay well under max_connections."""
+POOL_SIZE = 4
+"""Connections per process unless the URL says ``?pool_size=N``. Each reservation or settlement
+holds one for a single round trip, so a few serve a busy process; more only add backends that
+contend for the server's cores and its hot rows (docs/scaling.md: 4 processes × 10 connections
+on 2 cores made fewer reservations per second than 1 process)."""
 MIGRATION_LOCK = 0x53_54_55_44_49_4F
 """The advisory lock key that makes processes starting together migrate one at a time."""
 CLOSE_WAIT_S = 5.0
@@ -30,9 +32,24 @@ _COUNT = re.compile(r"(\d+)$")
 
 
 def asyncpg_dsn(database_url: str) -> str:
-    """``postgresql+asyncpg://`` and ``postgres://`` spellings as the ``postgresql://`` asyncpg reads."""
+    """``postgresql+asyncpg://`` and ``postgres://`` spellings as the ``postgresql://`` asyncpg reads
+    (without our own ``pool_size`` parameter, which asyncpg would send as a server setting)."""
     parts = urlsplit(database_url.strip())
-    return urlunsplit(("postgresql", *parts[1:]))
+    query = urlencode(
+        [pair for pair in parse_qsl(parts.query, keep_blank_values=True) if pair[0] != "pool_size"]
+    )
+    return urlunsplit(("postgresql", parts.netloc, parts.path, query, parts.fragment))
+
+
+def pool_size(database_url: str) -> int:
+    """The URL's ``?pool_size=N`` (a positive whole number), else ``POOL_SIZE``."""
+    query = parse_qsl(urlsplit(database_url.strip()).query, keep_blank_values=True)
+    values = [value for key, value in query if key == "pool_size"]
+    if not values:
+        return POOL_SIZE
+    if not values[-1].isdigit() or int(values[-1]) < 1:
+        raise ValueError(f"pool_size in DATABASE_URL must be a positive whole number, not {values[-1]!r}")
+    return int(values[-1])
 
 
 async def _run(connection: Any, sql: str, params: Params) -> Written:
@@ -98,8 +115,9 @@ class PostgresDatabase(Database):
     async def connect(cls, database_url: str, *, clock: Clock) -> PostgresDatabase:
         """Connect and migrate (under an advisory lock, so processes starting together migrate once)."""
         dsn = asyncpg_dsn(database_url)
+        size = pool_size(database_url)
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=POOL_SIZE, reset=_keep_session)
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, reset=_keep_session)
         except OSError as error:
             host = urlsplit(dsn).hostname or "on the local socket"
             raise Unreachable(host, error.strerror or str(error)) from error

@@ -2,13 +2,13 @@
 
 Invariant: for every (scope, period), ``used + held <= limit`` at the moment of each reservation,
 and for every member of a scope with a cap, their own ``used + held <= cap`` too. A reservation is
-one conditional INSERT of a ``held`` transaction row that checks both limits; triggers add it to
-the period's and the member's ``held`` inside the same statement. SQLite runs a statement
-(triggers included) atomically under the database write lock. PostgreSQL's statement locks the
-period's row and the member's (``FOR UPDATE``), and one that waited for another checks both limits
-again on the rows as the other left them. So concurrent reservations, even from many processes
-sharing the database, can never overspend either limit, and each reservation or settlement is a
-single round trip.
+one statement that checks both limits and logs a ``held`` transaction row. On SQLite it is a
+conditional INSERT whose triggers add the hold to the period's and the member's ``held``, run
+atomically under the database write lock. On PostgreSQL it locks the period's row and the
+member's (``FOR UPDATE``), adds the hold to both and inserts the row (one CTE statement); one that
+waited for another checks both limits again on the rows as the other left them. So concurrent
+reservations, even from many processes sharing the database, can never overspend either limit,
+and each reservation or settlement is a single round trip.
 
 (Longer than the other core modules because every money operation is one SQL statement written
 out here, in both dialects where they differ; its values live in ``core.accounts``.)
@@ -82,13 +82,28 @@ _RESERVE = f"""{_INSERT_HOLD}
 # Both rows are read in the FROM clause and locked: a reservation that waited for another one's
 # locks checks both limits again on the rows as that one left them (a subquery would not: it
 # keeps the statement's first snapshot). The order of the locks, period then member, is the
-# order the triggers of a settlement take them in too.
-_RESERVE_POSTGRESQL = f"""{_INSERT_HOLD}
-    FROM periods p JOIN member_periods m ON m.scope = p.scope AND m.period = p.period AND m."user" = :user
-    WHERE p.scope = :scope AND p.period = :period
-      AND p.used + p.held + :amount <= {_SCOPE_LIMIT}
-      AND :amount + m.used + m.held <= {_MEMBER_CAP}
-    FOR UPDATE OF p, m
+# order the triggers of a settlement take them in too. The same statement then adds the hold to
+# both rows (their UPDATEs find the rows it locked, as they are now) and logs it: no insert
+# trigger on PostgreSQL (migration 15), so the row locks are held for one statement's work.
+_RESERVE_POSTGRESQL = f"""
+    WITH room AS (
+        SELECT p.scope, p.period
+        FROM periods p JOIN member_periods m
+            ON m.scope = p.scope AND m.period = p.period AND m."user" = :user
+        WHERE p.scope = :scope AND p.period = :period
+          AND p.used + p.held + :amount <= {_SCOPE_LIMIT}
+          AND :amount + m.used + m.held <= {_MEMBER_CAP}
+        FOR UPDATE OF p, m
+    ), period_hold AS (
+        UPDATE periods p SET held = p.held + :amount
+        FROM room WHERE p.scope = room.scope AND p.period = room.period
+    ), member_hold AS (
+        UPDATE member_periods m SET held = m.held + :amount,
+            requests = m.requests + (:service <> 'router')::int
+        FROM room WHERE m.scope = room.scope AND m.period = room.period AND m."user" = :user
+    )
+    {_INSERT_HOLD}
+    FROM room
     RETURNING id
 """
 

@@ -11,6 +11,7 @@ from multiprocessing.synchronize import Barrier
 import pytest
 
 from core.db import MIGRATIONS, Database
+from core.db_postgres import POOL_SIZE, asyncpg_dsn, pool_size
 from core.ledger import Hold, Ledger
 from core.parts import Intent, Scope
 from core.policy import Policies
@@ -126,3 +127,33 @@ async def test_a_policy_change_reaches_another_process_within_a_second(database_
     finally:
         await first.close()
         await second.close()
+
+
+def test_the_url_sizes_each_process_pool_and_asyncpg_never_sees_the_parameter() -> None:
+    url = "postgresql://bot@/ledger?host=/run/pg&pool_size=2"
+    assert pool_size(url) == 2
+    assert pool_size("postgresql://bot@/ledger?host=/run/pg") == POOL_SIZE
+    assert asyncpg_dsn(url) == "postgresql://bot@/ledger?host=%2Frun%2Fpg"
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(ValueError, match="pool_size in DATABASE_URL must be a positive whole number"):
+            pool_size(f"postgresql://bot@/ledger?pool_size={bad}")
+
+
+async def test_one_connection_per_process_still_serves_concurrent_reservations(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pool_size sizes PostgreSQL's connection pool; SQLite has one connection")
+    ledger = await Ledger.open(f"{database_url}&pool_size=1", default_limit=3 * AMOUNT)
+    try:
+        results = await asyncio.gather(
+            *(
+                ledger.reserve(
+                    SCOPE, AMOUNT, user=f"u{n % 2}", service="image", prompt="p", request_id=str(n)
+                )
+                for n in range(20)
+            )
+        )
+        assert sum(isinstance(result, Hold) for result in results) == 3
+        report = await ledger.report(SCOPE, recent=0, detailed=False)
+        assert (report.used, report.held) == (0, 3 * AMOUNT)
+    finally:
+        await ledger.close()
