@@ -309,25 +309,20 @@ class Engine:
             )
             return
         if route.intent is Intent.IMAGE:
-            if request.studio is None:  # a mention: its flags are read as /imagine reads them
-                try:
-                    prompt, options = typed_options(request.text, route.prompt)
-                except BadOption as bad:
-                    yield failure(route.intent, "invalid", str(bad))
-                    return
-                if not prompt:
-                    yield failure(route.intent, "invalid", usage_hint(route.intent))
-                    return
-                route, request = replace(route, prompt=prompt), replace(request, studio=options)
-            request = with_attached_source(request)
+            image_work = _image_work(request, route)
+            if isinstance(image_work, Failure):
+                yield image_work
+                return
+            request, route = image_work
         generator = self.generators[route.intent]
-        estimate = generator.estimate(route.prompt)
         if isinstance(generator, RequestAware):
             refusal = generator.refusal(request)
             if refusal is not None:
                 yield failure(route.intent, "invalid", refusal)
                 return
             estimate = generator.estimate_for(route.prompt, request)
+        else:
+            estimate = generator.estimate(route.prompt)
         reservation = await self.ledger.reserve(
             request.scope,
             estimate,
@@ -449,3 +444,17 @@ class Engine:
             return fallback
         await settle(self.ledger, reservation, answer.cost, None)
         return Route(answer.intent, answer.prompt.strip() or text, "classifier")
+
+
+def _image_work(request: Request, route: Route) -> tuple[Request, Route] | Failure:
+    """An image request with its options: a mention's typed flags read as ``/imagine`` reads
+    them, and an attached picture as the source to work on."""
+    if request.studio is None:
+        try:
+            prompt, options = typed_options(request.text, route.prompt)
+        except BadOption as bad:
+            return failure(route.intent, "invalid", str(bad))
+        if not prompt:
+            return failure(route.intent, "invalid", usage_hint(route.intent))
+        route, request = replace(route, prompt=prompt), replace(request, studio=options)
+    return with_attached_source(request), route
