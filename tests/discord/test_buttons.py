@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
+import pytest
 from PIL import Image as PILImage
 
 from core.attachments import AttachmentReader
@@ -46,6 +48,16 @@ def studio_engine(ledger: Ledger, *, image: Generator | None = None) -> Engine:
 
 def bfl(fake_bfl: FakeBfl, http: httpx.AsyncClient) -> BflImageGenerator:
     return bfl_images(fake_bfl, http, cost=IMAGE_COST, prices=PRICES, clock=InstantClock())
+
+
+@pytest.fixture
+async def capped(database_url: str) -> AsyncIterator[Ledger]:
+    """A ledger whose members may each spend one image."""
+    ledger = await Ledger.open(database_url, default_limit=DEFAULT_LIMIT, member_cap=IMAGE_COST)
+    try:
+        yield ledger
+    finally:
+        await ledger.close()
 
 
 def scope_of(fake: FakeDiscord) -> Scope:
@@ -228,26 +240,22 @@ async def test_a_button_pressed_after_a_restart_works(
 
 
 async def test_a_presser_over_their_cap_is_refused_privately_and_charged_nothing(
-    fake: FakeDiscord, start_bot: StartBot, database_url: str
+    fake: FakeDiscord, start_bot: StartBot, capped: Ledger
 ) -> None:
-    capped = await Ledger.open(database_url, default_limit=DEFAULT_LIMIT, member_cap=IMAGE_COST)
-    try:
-        await start_bot(studio_engine(capped), capped)
-        source = await imagine(fake, "a lighthouse")
-        await imagine(fake, "bob's own", user=BOB)  # bob has used his whole cap
-        await settled_report(capped, scope_of(fake))
+    await start_bot(studio_engine(capped), capped)
+    source = await imagine(fake, "a lighthouse")
+    await imagine(fake, "bob's own", user=BOB)  # bob has used his whole cap
+    await settled_report(capped, scope_of(fake))
 
-        pressed = await fake.press(source.id, button(source, Action.REROLL), user=BOB)
-        await fake.wait_until(
-            lambda: any(m.interaction_token == pressed.token and m.ephemeral for m in fake.messages.values())
-        )
+    pressed = await fake.press(source.id, button(source, Action.REROLL), user=BOB)
+    await fake.wait_until(
+        lambda: any(m.interaction_token == pressed.token and m.ephemeral for m in fake.messages.values())
+    )
 
-        refusal = private_reply(fake, pressed)
-        assert refusal.current.flags & EPHEMERAL and "cap" in refusal.current.description.lower()
-        assert delivered_by(fake, pressed) is None
-        assert await spent(capped, fake, BOB) == IMAGE_COST
-    finally:
-        await capped.close()
+    refusal = private_reply(fake, pressed)
+    assert refusal.current.flags & EPHEMERAL and "cap" in refusal.current.description.lower()
+    assert delivered_by(fake, pressed) is None
+    assert await spent(capped, fake, BOB) == IMAGE_COST
 
 
 async def test_an_expired_source_is_refused_privately_and_its_buttons_disabled_for_everyone(
@@ -289,28 +297,22 @@ async def test_an_expired_source_is_refused_privately_and_its_buttons_disabled_f
 
 
 async def test_a_presser_refused_for_their_own_reasons_leaves_the_buttons_alone(
-    fake: FakeDiscord, start_bot: StartBot, database_url: str
+    fake: FakeDiscord, start_bot: StartBot, capped: Ledger
 ) -> None:
-    capped = await Ledger.open(database_url, default_limit=DEFAULT_LIMIT, member_cap=IMAGE_COST)
-    try:
-        await start_bot(studio_engine(capped), capped)
-        source = await imagine(fake, "a lighthouse")
-        await imagine(fake, "bob's own", user=BOB)  # bob has used his whole cap
-        await settled_report(capped, scope_of(fake))
-        before = list(source.versions)
+    await start_bot(studio_engine(capped), capped)
+    source = await imagine(fake, "a lighthouse")
+    await imagine(fake, "bob's own", user=BOB)  # bob has used his whole cap
+    await settled_report(capped, scope_of(fake))
+    before = list(source.versions)
 
-        pressed = await fake.press(source.id, button(source, Action.REROLL), user=BOB)
-        await fake.wait_until(
-            lambda: any(m.interaction_token == pressed.token and m.ephemeral for m in fake.messages.values())
-        )
+    pressed = await fake.press(source.id, button(source, Action.REROLL), user=BOB)
+    await fake.wait_until(
+        lambda: any(m.interaction_token == pressed.token and m.ephemeral for m in fake.messages.values())
+    )
 
-        assert 7 not in pressed.kinds
-        assert source.versions == before, "a refusal for one presser changes nothing for everyone"
-        assert not any(
-            item.get("disabled") for row in source.current.components for item in row["components"]
-        )
-    finally:
-        await capped.close()
+    assert 7 not in pressed.kinds
+    assert source.versions == before, "a refusal for one presser changes nothing for everyone"
+    assert not any(item.get("disabled") for row in source.current.components for item in row["components"])
 
 
 async def test_delete_is_for_the_requester_or_an_admin(

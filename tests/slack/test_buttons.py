@@ -20,6 +20,7 @@ from core.engine import Engine
 from core.generator import Generator
 from core.ledger import Ledger
 from core.parts import Intent
+from core.providers import BflImageGenerator
 from core.studio import Action, OperationPrices, StudioStore, action_id
 from tests.clock import FakeClock
 from tests.conftest import DEFAULT_LIMIT, IMAGE_COST, SONG_COST
@@ -96,6 +97,10 @@ async def start(
     return Studio(slack, bot)
 
 
+def bfl(fake_bfl: FakeBfl, http: httpx.AsyncClient) -> BflImageGenerator:
+    return bfl_images(fake_bfl, http, cost=IMAGE_COST, prices=PRICES, clock=InstantClock(), attempts=3)
+
+
 def in_thread(slack: FakeSlack, thread: str) -> list[str]:
     """The files shared in ``thread`` and still there, by id."""
     return [f.id for f in slack.files.values() if f.thread_ts == thread and not f.deleted and f.data]
@@ -152,7 +157,7 @@ async def test_reroll_and_edit_by_another_member_call_bfl_and_are_charged_to_the
         slack,
         studio_engine(
             ledger,
-            bfl_images(fake_bfl, http, cost=IMAGE_COST, prices=PRICES, clock=InstantClock(), attempts=3),
+            bfl(fake_bfl, http),
         ),
         ledger,
         running_bots,
@@ -195,7 +200,7 @@ async def test_vary_takes_the_strength_chosen_in_its_menu(
         slack,
         studio_engine(
             ledger,
-            bfl_images(fake_bfl, http, cost=IMAGE_COST, prices=PRICES, clock=InstantClock(), attempts=3),
+            bfl(fake_bfl, http),
         ),
         ledger,
         running_bots,
