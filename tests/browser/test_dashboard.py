@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -164,6 +165,7 @@ async def test_dashboard_from_a_discord_link_matches_the_database(
     await page.get_by_label("Service").select_option("image")
     await page.get_by_label("Status").select_option("charged")
     await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(re.compile(r"status=charged"))
     expected = await rows(
         site,
         "SELECT id, user, prompt, reserved, charged FROM transactions WHERE scope = ? AND service = 'image' "
@@ -191,6 +193,7 @@ async def test_dashboard_from_a_discord_link_matches_the_database(
 
     # Limits: keyboard only, through the same command as `/budget set`, recorded with the admin.
     await page.get_by_role("link", name="Limits").click()
+    await expect(page.get_by_label("New monthly limit in dollars")).to_be_visible()
     assert await unlabelled_controls(page) == []
     await page.get_by_label("New monthly limit in dollars").focus()
     await page.keyboard.type("12.50")
@@ -227,6 +230,7 @@ async def test_member_caps_are_set_from_the_limits_page(site: Site, page: Page) 
     await page.get_by_label("Member id").fill("111")
     await page.get_by_label("Their cap in dollars").fill("1.25")
     await page.get_by_role("button", name="Set member's cap").click()
+    await expect(page.locator("#outcome")).to_contain_text("monthly cap set to $1.25")
     stored = await rows(
         site, "SELECT user, cap_micros, updated_by FROM member_caps WHERE scope = ? ORDER BY user", str(scope)
     )
