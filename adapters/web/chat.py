@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from adapters.web.answers import Answer, MediaLinks
 from adapters.web.errors import ApiError, from_failure, invalid, model_not_found
@@ -122,7 +123,7 @@ def chat_routes(services: WebServices) -> APIRouter:
         )
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
-            return StreamingResponse(
+            return EventStream(
                 completion.events(include_usage=include_usage),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -224,6 +225,15 @@ def _text(message: Message, *, images: bool = True) -> str:
     )
 
 
+class EventStream(StreamingResponse):
+    """A server-sent event stream without Starlette's disconnect watcher (a task group and a
+    second task per response). A client that leaves stops nothing anyway: the answer is read
+    to its end by its own task (``Answer``), and the server drops writes to a closed connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.stream_response(send)
+
+
 class Completion:
     """One answer as OpenAI chunks or one completion body."""
 
@@ -279,15 +289,17 @@ class Completion:
 
     async def events(self, *, include_usage: bool) -> AsyncIterator[str]:
         """Server-sent ``chat.completion.chunk`` events, then ``data: [DONE]``; a failure after
-        the stream started is an ``error`` event (the openai SDK raises it as ``APIError``)."""
-        yield self._chunk({"role": "assistant", "content": ""})
+        the stream started is an ``error`` event (the openai SDK raises it as ``APIError``).
+        The role chunk goes out with the first piece: one write where the first text waits."""
+        role = self._chunk({"role": "assistant", "content": ""})
         async for text in self._texts():
             if isinstance(text, Failure):
-                yield from_failure(text, scope=str(self._key.scope)).sse()
+                yield role + from_failure(text, scope=str(self._key.scope)).sse()
                 return
             self._written.append(text)
-            yield self._prefix + json.dumps(text) + self._suffix
-        yield self._chunk({}, "stop")
+            yield role + self._prefix + json.dumps(text) + self._suffix
+            role = ""
+        yield role + self._chunk({}, "stop")
         if include_usage:
             usage = await self._usage()
             body = {
