@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import httpx
 
 from bot.settings import Settings
+from bot.shared_http import SharedHttp, sdk_http
 from core.clock import Clock
 from core.demo import (
     DemoChatGenerator,
@@ -24,7 +25,6 @@ from core.parts import Intent
 from core.providers.bfl import BflImageGenerator
 from core.providers.fetch import MediaPolicy
 from core.providers.http import RetryPolicy
-from core.providers.sdk_http import sdk_http
 from core.providers.songs import SongApi, SongGenerator, SunoApi, UdioApi
 from core.router import Classifier
 from core.studio import OperationPrices
@@ -95,7 +95,7 @@ def _mode(choice: str, *, live: bool, fallback: Mode) -> Mode:
 
 
 def build_providers(
-    settings: Settings, *, http: httpx.AsyncClient, clock: Clock, demo_fallback: bool = True
+    settings: Settings, *, http: SharedHttp, clock: Clock, demo_fallback: bool = True
 ) -> Providers:
     """Live providers where configured; elsewhere the free demo or nothing (``select_services``).
     SDK clients are built here, once."""
@@ -185,7 +185,7 @@ def log_providers(providers: Providers) -> None:
         log.info("%s: %s", service, description)
 
 
-def _openai_client(settings: Settings, http: httpx.AsyncClient) -> openai.AsyncOpenAI | None:
+def _openai_client(settings: Settings, http: SharedHttp) -> openai.AsyncOpenAI | None:
     """One SDK client on the shared HTTP client, for text, the classifier and OpenAI images."""
     if settings.openai_api_key is None:
         return None

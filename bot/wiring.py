@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import Literal
 
 import httpx
-from httpx_aiohttp import HttpxAiohttpClient
 
 from adapters.console import CONSOLE_SCOPE
 from bot.providers import Providers, build_providers, log_providers
 from bot.settings import Settings
+from bot.shared_http import SharedHttp
 from core.admission import Admission
 from core.breaker import CircuitBreaker
 from core.clock import Clock, SystemClock
@@ -52,11 +52,11 @@ Role = Literal["service", "console", "tool"]
 (owns only console work), or a one-shot tool such as ``budget show`` (owns nothing)."""
 
 
-def http_client(settings: Settings) -> httpx.AsyncClient:
+def http_client(settings: Settings) -> SharedHttp:
     """The one client every provider call shares, the openai SDK's included (connection pool,
     timeouts): httpx's API over aiohttp's connection handling, which in a burst of answers costs a
     fifth less CPU per answer than httpx's own pool (see docs/benchmarks.md)."""
-    return HttpxAiohttpClient(
+    return SharedHttp(
         timeout=httpx.Timeout(settings.http_timeout_s, connect=10.0),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         follow_redirects=True,

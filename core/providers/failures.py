@@ -126,7 +126,7 @@ def openai_failure(service: str, error: openai.OpenAIError) -> GenerationError:
             )
         return http_failure(service, error.response, detail=error.message)
     if isinstance(error, openai.APIConnectionError):
-        # Only a connection that never opened is certain to have sent nothing (see sdk_http).
+        # Only a connection that never opened is certain to have sent nothing (see bot/shared_http.py).
         never_sent = isinstance(error.__cause__, httpx.ConnectError)
         return unreachable(service, error) if never_sent else submit_lost(service, error)
     return GenerationError(f"The {service} reported an error.", detail=repr(error))

@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 import openai
@@ -456,7 +456,7 @@ async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any] | No
     """The stream's chunks, then ``None`` for ``[DONE]``. A server that ignored ``stream: true``
     and answered one JSON completion is read as a single chunk followed by ``[DONE]``."""
     if "text/event-stream" in response.headers.get("content-type", ""):
-        events = server_sent_data(response.aiter_lines())
+        events = server_sent_data(_lines(response))
     else:
         body = (await response.aread()).decode(errors="replace")
         if not any(line.startswith("data:") for line in body.splitlines()):
@@ -485,6 +485,20 @@ def _completion_chunk(body: object) -> dict[str, Any]:
             content = message.get("content") if isinstance(message, dict) else None
             choices.append({"delta": {"content": content}, "finish_reason": choice.get("finish_reason")})
     return {"choices": choices, "usage": body.get("usage"), "error": body.get("error")}
+
+
+@runtime_checkable
+class LineStream(Protocol):
+    """A response stream that reads its own lines (``bot.shared_http.AiohttpBody``)."""
+
+    def lines(self) -> AsyncIterator[str]: ...
+
+
+def _lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines: from a stream that reads them itself, else through httpx's decoders
+    (four async generators and a decoder per chunk: a tenth of each token's CPU in a burst)."""
+    stream = response.stream
+    return stream.lines() if isinstance(stream, LineStream) else response.aiter_lines()
 
 
 async def _async_lines(text: str) -> AsyncIterator[str]:

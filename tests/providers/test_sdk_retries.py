@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import openai
 import pytest
 
 from bot.providers import build_providers
 from bot.settings import Settings, load_settings
+from bot.shared_http import sdk_http
 from bot.wiring import http_client
 from core.clock import SystemClock
 from core.ledger import Ledger
 from core.parts import Intent
-from core.providers.sdk_http import sdk_http
 from tests.fakes.fake_openai import FakeOpenAI, Hangup, Stream, error
 from tests.providers.conftest import ask, engine_with
 
@@ -67,28 +71,55 @@ async def test_a_request_the_server_refused_is_retried(
     assert len(fake_openai.bodies()) == 2
 
 
+@contextlib.asynccontextmanager
+async def raw_server(mode: str) -> AsyncIterator[str]:
+    """A server that reads each request, then never answers ("silent") or hangs up ("hangup");
+    with mode "closed", an address where nothing listens."""
+    if mode == "closed":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        yield f"http://127.0.0.1:{port}/v1"
+        return
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if mode == "silent":
+            await asyncio.Event().wait()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize(
-    ("failure", "sent"),
+    ("mode", "raised", "sent"),
     [
-        (httpx.ConnectError("refused"), 2),  # never connected: tried again
-        (httpx.ReadTimeout("no answer"), 1),
-        (httpx.RemoteProtocolError("server disconnected"), 1),
-        (httpx.ConnectTimeout("server disconnected"), 1),  # httpx-aiohttp's name for a lost connection
+        ("closed", openai.APIConnectionError, 2),  # never connected: tried again
+        ("silent", openai.APITimeoutError, 1),
+        ("hangup", openai.APIConnectionError, 1),
     ],
 )
-async def test_only_a_connection_that_never_opened_is_retried(failure: httpx.HTTPError, sent: int) -> None:
-    attempts: list[httpx.Request] = []
+async def test_only_a_connection_that_never_opened_is_retried(
+    settings: Settings, mode: str, raised: type[openai.APIError], sent: int
+) -> None:
+    attempts: list[object] = []
+    trace = aiohttp.TraceConfig()
 
-    def fail(request: httpx.Request) -> httpx.Response:
-        attempts.append(request)
-        raise failure
+    async def count(*_: object) -> None:
+        attempts.append(None)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(fail)) as shared:
+    trace.on_request_start.append(count)
+    async with http_client(settings) as shared, raw_server(mode) as base_url:
+        shared._session = aiohttp.ClientSession(trace_configs=[trace])
         client = openai.AsyncOpenAI(
-            api_key="sk-test", base_url="http://127.0.0.1:9/v1", http_client=sdk_http(shared), max_retries=1
+            api_key="sk-test", base_url=base_url, http_client=sdk_http(shared), max_retries=1
         )
-        client = client.with_options(timeout=1.0)
-        with pytest.raises(openai.APIConnectionError):
+        client = client.with_options(timeout=0.5)
+        with pytest.raises(raised):
             await client.post("/chat/completions", cast_to=httpx.Response, body={"model": "m"})
 
     assert len(attempts) == sent

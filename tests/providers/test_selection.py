@@ -4,6 +4,7 @@ a clear stop when a key is missing; demo work never charged."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from bot.providers import build_providers, select_services
 from bot.settings import SettingsError, environment_variables, load_settings
+from bot.shared_http import SharedHttp
 from core.clock import SystemClock
 from core.demo import DemoChatGenerator, DemoImageGenerator, DemoResearchGenerator, DemoSongGenerator
 from core.engine import Engine
@@ -28,6 +30,13 @@ from tests.fakes.fake_bfl import JPEG, KEY, FakeBfl
 from tests.providers.conftest import InstantClock, ask, engine_with
 
 SECRETS = {"OPENAI_API_KEY": "sk-secret-1", "BFL_API_KEY": "bfl-secret-2", "SONG_API_KEY": "song-secret-3"}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[SharedHttp]:
+    """The bot's own kind of shared client, which build_providers takes."""
+    async with SharedHttp(timeout=httpx.Timeout(5.0)) as client:
+        yield client
 
 
 @pytest.fixture(autouse=True)
