@@ -8,7 +8,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -24,7 +23,6 @@ from adapters.web.images import image_routes
 from adapters.web.pages import STATIC_PATH, static_files
 from adapters.web.services import WebServices
 from adapters.web.sessions import Sessions, session_routes
-from adapters.web.wire import documented_bodies
 from core.inflight import FINAL_WRITES_S
 
 log = logging.getLogger(__name__)
@@ -44,14 +42,6 @@ def create_app(services: WebServices, sessions: Sessions | None = None) -> FastA
     app.include_router(dashboard_routes(services))
     app.include_router(chat_page_routes(services))
     app.mount(STATIC_PATH, static_files(), name="static")
-    generate_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = documented_bodies(generate_openapi())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: Exception) -> JSONResponse:

@@ -27,8 +27,6 @@ from adapters.web.wire import (
     Message,
     Model,
     ModelList,
-    body_docs,
-    parsed_body,
 )
 from core.api_keys import ApiKey
 from core.attachments import MAX_FILES, MAX_IMAGE_BYTES
@@ -92,13 +90,12 @@ def chat_routes(services: WebServices) -> APIRouter:
         await authenticate(services, bearer_token(request))
         return _model(find_model(services, model_id))
 
-    @router.post(
-        "/chat/completions", response_model=ChatCompletion, openapi_extra=body_docs(ChatCompletionRequest)
-    )
-    async def chat_completions(request: Request) -> StreamingResponse | JSONResponse:
+    @router.post("/chat/completions", response_model=ChatCompletion)
+    async def chat_completions(
+        body: ChatCompletionRequest, request: Request
+    ) -> StreamingResponse | JSONResponse:
         """A chat completion, streamed (``stream: true``) or whole. ``studio`` answers image and
         song requests with markdown links to ``/v1/media/{id}``."""
-        body = await parsed_body(request, ChatCompletionRequest)
         key = await authenticate(services, bearer_token(request))
         model = find_model(services, body.model)
         question, history = conversation(body.messages, user=key.user)

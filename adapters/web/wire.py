@@ -3,11 +3,9 @@ response bodies the OpenAPI docs describe."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 # OpenAI clients send many optional fields this bot has no use for (``logprobs``, ``seed`` …):
 # unknown fields are accepted and ignored rather than refused, as OpenAI-compatible servers do.
@@ -60,10 +58,6 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
 
 
-SELF_PARSED_BODIES: tuple[type[BaseModel], ...] = (ChatCompletionRequest,)
-"""The bodies routes parse themselves (``parsed_body``), whose schemas ``documented_bodies`` adds."""
-
-
 class ImageRequest(BaseModel):
     """``POST /v1/images/generations``. ``size`` must be one OpenAI knows; the image is drawn at
     the operator's ``IMAGE_WIDTH`` × ``IMAGE_HEIGHT``. ``model``, ``quality``, ``style`` and
@@ -78,42 +72,6 @@ class ImageRequest(BaseModel):
     ) = None
     response_format: Literal["url", "b64_json"] = "url"
     model: str | None = None
-
-
-Body = TypeVar("Body", bound=BaseModel)
-
-
-async def parsed_body(request: Request, model: type[Body]) -> Body:
-    """The request's JSON body as ``model``, validated straight from its bytes; a bad body is a
-    ``RequestValidationError`` (400 ``invalid_request_error``), as FastAPI's own parsing raises.
-
-    For the hottest route: FastAPI's body parameter (``json.loads``, then validation of the dict,
-    inside its dependency solving) cost about 0.02 of the 50-at-once SSE ratio (docs/benchmarks.md).
-    """
-    try:
-        return model.model_validate_json(await request.body())
-    except ValidationError as error:
-        raise RequestValidationError(error.errors(include_url=False)) from None
-
-
-COMPONENTS = "#/components/schemas/"
-
-
-def body_docs(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` for a route that parses its body itself (one of ``SELF_PARSED_BODIES``):
-    the body's schema in the docs."""
-    schema = {"$ref": f"{COMPONENTS}{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-def documented_bodies(openapi: dict[str, Any]) -> dict[str, Any]:
-    """``openapi`` with the schemas of ``SELF_PARSED_BODIES`` and the models inside them."""
-    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
-    for model in SELF_PARSED_BODIES:
-        schema = model.model_json_schema(ref_template=COMPONENTS + "{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    return openapi
 
 
 # --- responses (for the OpenAPI docs; the streaming path writes its chunks directly) ----------
