@@ -165,6 +165,17 @@ async def test_bad_bodies_are_invalid_request_errors(web: Web) -> None:
         assert missing.status_code == 400
         assert missing.json()["error"]["type"] == "invalid_request_error"
         assert missing.json()["error"]["param"] == "messages"
+        garbled = await http.post(
+            "/v1/chat/completions",
+            content=b'{"model": "studio", "messages": [',
+            headers={"content-type": "application/json"},
+        )
+        assert garbled.status_code == 400 and garbled.json()["error"]["type"] == "invalid_request_error"
+        assert "JSON" in garbled.json()["error"]["message"]
+        no_model = await http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert no_model.status_code == 400 and no_model.json()["error"]["param"] == "model"
 
     api = client(web, key)
     with pytest.raises(openai.BadRequestError) as raised:
