@@ -53,6 +53,12 @@ def create_app(services: WebServices, sessions: Sessions | None = None) -> FastA
         assert isinstance(error, RequestValidationError)
         problems = error.errors()
         first = problems[0] if problems else {}
+        if first.get("type") == "json_invalid":  # its location is a character, not a field
+            position = next((part for part in first.get("loc", ()) if isinstance(part, int)), None)
+            reason = (first.get("ctx") or {}).get("error") or "malformed"
+            at = f" at character {position}" if position is not None else ""
+            not_json = invalid(f"The body is not valid JSON ({reason}{at}).")
+            return JSONResponse(not_json.body(), status_code=400)
         where = [str(part) for part in first.get("loc", ()) if part != "body"]
         message = f"{'.'.join(where) or 'body'}: {first.get('msg', 'invalid request body')}"
         rejected = invalid(message, param=".".join(where) or None)

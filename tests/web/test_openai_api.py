@@ -171,7 +171,8 @@ async def test_bad_bodies_are_invalid_request_errors(web: Web) -> None:
             headers={"content-type": "application/json"},
         )
         assert garbled.status_code == 400 and garbled.json()["error"]["type"] == "invalid_request_error"
-        assert "JSON" in garbled.json()["error"]["message"]
+        assert garbled.json()["error"]["message"].startswith("The body is not valid JSON (")
+        assert garbled.json()["error"]["param"] is None
         no_model = await http.post(
             "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
         )
