@@ -283,7 +283,7 @@ async def resume_unfinished(
         if hold is None:
             await jobs.advance(job.id, JobState.DONE, error="ledger closed before the restart")
         elif await ledger.leases.take_over(hold.transaction_id):
-            resumption = await _pick_up(job, hold, jobs, ledger, generators, run=run)
+            resumption = await _pick_up(job, hold, jobs, ledger, generators, run=run, taken_over=False)
             if resumption is not None:
                 resumptions.append(resumption)
         # else: a live process is working on it
@@ -312,7 +312,7 @@ async def take_over_abandoned(
         log.warning(
             "taking over job %s (%s) whose process stopped renewing its lease", job.id, job.intent.value
         )
-        resumption = await _pick_up(job, hold, jobs, ledger, generators, run=run)
+        resumption = await _pick_up(job, hold, jobs, ledger, generators, run=run, taken_over=True)
         if resumption is not None:
             resumptions.append(resumption)
     return resumptions
@@ -326,9 +326,11 @@ async def _pick_up(
     generators: Mapping[Intent, object],
     *,
     run: ResumeRun,
+    taken_over: bool,
 ) -> Resumption | None:
     """A job whose hold this process now owns: charge it if delivered, resume it from its
-    checkpoint, or refund it with an apology if the provider never had it."""
+    checkpoint, or refund it with an apology if the provider never had it. ``taken_over``: from
+    another process that stopped, not from this one's own previous run."""
     request = job.request()
     generator = generators.get(job.intent)
     if job.state is JobState.DELIVERED:
@@ -339,12 +341,14 @@ async def _pick_up(
         log.info("resuming job %s (%s) from its checkpoint", job.id, job.intent.value)
         resume = partial(generator.resume, job.checkpoint, job.prompt, request)
         return Resumption(request, job.transaction_id, run(job, hold, resume))
-    await ledger.refund(hold, note="restarted before the provider had the job")
-    await jobs.advance(job.id, JobState.REFUNDED, error="restarted before submission")
+    stopped = "its process stopped" if taken_over else "restarted"
+    await ledger.refund(hold, note=f"{stopped} before the provider had the job")
+    await jobs.advance(job.id, JobState.REFUNDED, error=f"{stopped} before submission")
+    interrupted = "I was interrupted" if taken_over else "I restarted"
     apology = failure(
         job.intent,
         "failed",
-        f"I restarted before your request for {WHAT[job.intent]} (“{job.prompt[:80]}”) "
+        f"{interrupted} before your request for {WHAT[job.intent]} (“{job.prompt[:80]}”) "
         "reached the provider. Nothing was charged; please ask again.",
     )
     return Resumption(request, job.transaction_id, single(apology))

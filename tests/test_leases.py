@@ -23,7 +23,7 @@ from core.ledger import Hold, Ledger, Refusal
 from core.parts import Destination, Failure, GeneratorPart, Intent, Part, Request, Scope, Status
 from tests.clock import FakeClock, settle
 from tests.conftest import demo_engine
-from tests.test_jobs import SONG, SlowSong, song_engine, song_request
+from tests.test_jobs import SONG, SlowSong, crashed, song_engine, song_request
 
 pytestmark = pytest.mark.backends
 
@@ -288,6 +288,31 @@ async def test_a_live_process_takes_over_a_dead_processs_song_and_delivers_it_on
     finally:
         with contextlib.suppress(ValueError):
             await stream.aclose()  # type: ignore[attr-defined]
+        await b.close()
+
+
+async def test_a_dead_processs_job_that_never_reached_its_provider_is_refunded_by_the_survivor(
+    database_url: str,
+) -> None:
+    clock = FakeClock()
+    a, b = await two_processes(database_url, clock, limit=10_000_000)
+    stream = song_engine(a, SlowSong(checkpoint_first=False)).handle(song_request())
+    assert await anext(stream) == Status("Submitting…")
+    await a.database.close()  # A dies before its provider had the job
+    survivor = song_engine(b, SlowSong())
+    deliveries = Deliveries(survivor)
+    try:
+        await clock.advance(LEASE_TTL_S + 1)
+        await survivor.tend()
+        [[apology]] = await deliveries.done()
+        assert isinstance(apology, Failure)
+        assert apology.message.startswith("I was interrupted before your request for a song (“the sea”)")
+        report = await b.report(SCOPE)
+        assert (report.used, report.held, report.recent[0].status) == (0, 0, "refunded")
+        note = await b.database.fetchone("SELECT note FROM transactions WHERE id = ?", (report.recent[0].id,))
+        assert note == ("its process stopped before the provider had the job",)
+    finally:
+        await crashed(stream)
         await b.close()
 
 
