@@ -141,7 +141,7 @@ class JobRun:
         self._details: dict[str, object] = {
             "service": route.intent.value,
             "route": route.source,
-            "reserved": hold.amount,
+            "reserved_micros": hold.amount,
         }
         self._stopper = Stopper(stopped=services.suspending.is_set())
         self._made = False
@@ -289,7 +289,7 @@ class JobRun:
         note = f"delivery failed: {error!r}"
         if self._services.jobs is not None:
             await self._services.jobs.keep_undelivered(self._request.id, self._undelivered, error=note)
-        self._details |= {"status": "undelivered", "cost": charged, "latency_ms": self._since_start()}
+        self._details |= {"status": "undelivered", "cost_micros": charged, "latency_ms": self._since_start()}
         log.warning(
             "delivery failed after the provider was paid; charged and kept: %r", error, extra=self._details
         )
@@ -300,7 +300,7 @@ class JobRun:
         await self._advance(JobState.DONE)
         metrics.REQUESTS.labels(self._intent.value, "done").inc()
         metrics.JOB_DURATION.labels(self._intent.value).observe(time.monotonic() - self._started)
-        self._details |= {"status": "done", "cost": charged, "latency_ms": self._since_start()}
+        self._details |= {"status": "done", "cost_micros": charged, "latency_ms": self._since_start()}
         log.info("request done", extra=self._details)
 
     async def _charge(self) -> int:

@@ -41,7 +41,7 @@ async def test_a_request_logs_its_id_scope_user_service_latency_and_cost(
         "image",
         "done",
     )
-    assert done["cost"] == 40_000
+    assert done["cost_micros"] == 40_000 and done["reserved_micros"] == 40_000
     assert isinstance(done["latency_ms"], int)
     assert done["level"] == "INFO"
 
