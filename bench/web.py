@@ -269,15 +269,18 @@ async def bench_litellm(fake: PacedOpenAI, directory: Path, executable: str, cli
         log.close()
 
 
-async def main(litellm_python: str | None, client: str) -> None:
+async def main(litellm_python: str | None, client: str, runs: int = 1) -> None:
     fake = PacedOpenAI(ttft_s=TTFT_S, rate=RATE, tokens=TOKENS)
     await fake.start()
+    lines: list[str] = []
     try:
-        with tempfile.TemporaryDirectory() as temporary:
-            directory = Path(temporary)
-            lines = await bench_bot(fake, directory, client)
-            if litellm_python:
-                lines += await bench_litellm(fake, directory, litellm_python, client)
+        for _ in range(runs):  # each run a fresh bot process and database
+            with tempfile.TemporaryDirectory() as temporary:
+                directory = Path(temporary)
+                TO_LLM.clear()
+                lines += await bench_bot(fake, directory, client)
+                if litellm_python:
+                    lines += await bench_litellm(fake, directory, litellm_python, client)
     finally:
         await fake.close()
     print(
@@ -287,6 +290,10 @@ async def main(litellm_python: str | None, client: str) -> None:
     print("| server | concurrent | samples | p50 ratio | p95 ratio | p50 ms |")
     print("|---|---|---|---|---|---|")
     print("\n".join(lines))
+    if runs > 1:
+        sse_burst = f"| bot: SSE | {CONCURRENCY} |"
+        burst = [line.split("|")[4].strip() for line in lines if line.startswith(sse_burst)]
+        print(f"\nSSE {CONCURRENCY} at once, p50 ratio of each run: {' / '.join(burst)}")
     if not litellm_python:
         print("\n_LiteLLM proxy not measured: pass --litellm PATH/TO/litellm (a venv with litellm[proxy])._")
 
@@ -297,5 +304,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--client", choices=("aiohttp", "httpx"), default="aiohttp", help="the SSE client (default aiohttp)"
     )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs in a row, each with a fresh bot (machines' speed varies)"
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.litellm, arguments.client))
+    asyncio.run(main(arguments.litellm, arguments.client, arguments.runs))
