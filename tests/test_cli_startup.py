@@ -23,6 +23,7 @@ from tests import pg
 from tests.cli import REPO, clean_env, run_bot
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fakes.local_app import serving
 
 
 def problem_lines(stderr: str) -> list[str]:
@@ -138,15 +139,8 @@ async def refusing_discord() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", unauthorized)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         yield f"http://127.0.0.1:{port}/api/v10"
-    finally:
-        await runner.cleanup()
 
 
 async def run_async(tmp_path: Path, *args: str, **env: str) -> Exited:

@@ -23,6 +23,7 @@ from bot.settings import Settings
 from core.engine import SUSPEND_GRACE_S
 from core.inflight import FINAL_WRITES_S
 from tests.cli import REPO
+from tests.fakes.local_app import serving
 
 SOURCE_PACKAGES = ("bot", "adapters", "core")
 
@@ -378,14 +379,8 @@ async def test_the_health_check_asks_healthz_on_metrics_port() -> None:
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         assert await run_healthcheck(str(port)) == 0
         assert asked == ["/healthz"]
-    finally:
-        await runner.cleanup()
     assert await run_healthcheck(str(port)) != 0, "nothing listens there any more"
     assert await run_healthcheck("0") == 0, "METRICS_PORT=0: no endpoint to check"

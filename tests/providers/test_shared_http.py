@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from bot.shared_http import SharedHttp, env_proxy, sdk_http
+from tests.fakes.local_app import serving
 
 
 @pytest.fixture
@@ -41,15 +42,8 @@ async def server() -> AsyncIterator[tuple[str, list[web.Request]]]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         yield f"http://127.0.0.1:{port}/v1", seen
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_stream_is_read_in_whole_lines_however_the_bytes_arrive(
